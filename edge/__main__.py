@@ -1,0 +1,131 @@
+"""Command line: ``python -m edge --config PATH`` serves; ``--check-config PATH`` validates.
+
+Exit codes (contract §1): 0 after a clean shutdown, 2 for a configuration error (one line
+on stderr, no traceback), 1 for anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from .config import ConfigError, default_config_path, load_config
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(conn)s] %(message)s"
+
+log = logging.getLogger("edge")
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 too, but says "usage"
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_CONFIG, f"edge: error: {message}\n")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = _ArgumentParser(
+        prog="python -m edge", description="Serve cameras as MJPEG, snapshots and WebSocket frames."
+    )
+    parser.add_argument("--config", metavar="PATH", help="YAML config (default: $EDGE_CONFIG, then config/edge.yaml)")
+    parser.add_argument("--check-config", metavar="PATH", help="validate PATH and exit: 0 if valid, 2 if not")
+    parser.add_argument("--host", help="listen address (overrides server.host)")
+    parser.add_argument("--port", type=int, help="listen port, 0 for any free port (overrides server.port)")
+    parser.add_argument("--log-level", help="critical, error, warning, info or debug (overrides server.log_level)")
+    return parser.parse_args(argv)
+
+
+def setup_logging(level: str) -> None:
+    from .connections import ConnectionFilter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(ConnectionFilter())  # on the handler, so uvicorn's records get it too
+    handler.addFilter(_quiet_per_connection_lines)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).setLevel(level.upper())
+
+
+_PER_CONNECTION = ('%s - "WebSocket %s"', "connection open", "connection closed", "connection rejected")
+
+
+def _quiet_per_connection_lines(record: logging.LogRecord) -> bool:
+    """Drop uvicorn's and websockets' per-connection INFO lines: at 100 viewers they are
+    noise, and connections.py logs one open and one close line per stream instead."""
+    return not (
+        record.levelno == logging.INFO
+        and record.name == "uvicorn.error"
+        and isinstance(record.msg, str)
+        and record.msg.startswith(_PER_CONNECTION)
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.check_config is not None:
+        try:
+            config = load_config(args.check_config)
+        except ConfigError as exc:
+            print(f"edge: config error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        print(f"{args.check_config}: ok ({len(config.cameras)} camera(s))")
+        return EXIT_OK
+    path = args.config or default_config_path()
+    try:
+        config = load_config(path).with_overrides(args.host, args.port, args.log_level)
+    except ConfigError as exc:
+        print(f"edge: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(config.server.log_level)
+    try:
+        return serve(config)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except Exception as exc:
+        log.debug("fatal error", exc_info=True)
+        print(f"edge: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def serve(config: object) -> int:
+    from .app import create_app
+    from .config import Config
+    from .server import EdgeServer, ListenError, listen_socket, uvicorn_config
+
+    assert isinstance(config, Config)
+    server_cfg = config.server
+    try:
+        sock = listen_socket(server_cfg.host, server_cfg.port)
+    except ListenError as exc:
+        log.error("%s", exc)
+        return EXIT_FAILURE
+    host, port = sock.getsockname()[:2]
+    app = create_app(config)
+    state = app.state.edge
+    shown = f"[{host}]" if ":" in host else host
+
+    def started() -> None:
+        names = ", ".join(f"{c.name} ({c.capture.source_description})" for c in state.cameras.values())
+        log.info("edge %s listening on http://%s:%d  cameras: %s", _version(), shown, port, names)
+
+    server = EdgeServer(uvicorn_config(app, server_cfg.log_level), state.registry.stop_all, started)
+    asyncio.run(server.serve(sockets=[sock]))
+    if not server.started:
+        return EXIT_FAILURE
+    log.info("stopped")
+    return EXIT_OK
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

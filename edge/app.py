@@ -1,0 +1,223 @@
+"""Starlette app factory: routes, lifespan (capture threads), status, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
+
+from . import __version__
+from .capture import State
+from .config import Config
+from .mjpeg import MJPEGResponse
+from .state import Camera, EdgeState
+from .websocket import serve_websocket
+
+log = logging.getLogger("edge.app")
+
+FIRST_FRAME_WAIT = 3.0  # start-up waits this long for each camera's first frame
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def create_app(config: Config) -> Starlette:
+    state = EdgeState.build(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        for cam in state.cameras.values():
+            cam.capture.slot.attach(loop)
+            cam.capture.start()
+        await _first_frames(state)
+        try:
+            yield
+        finally:
+            await loop.run_in_executor(None, _stop_captures, state)
+
+    routes = [
+        Route("/", _page, methods=["GET", "HEAD"]),
+        Route("/stream", _stream, methods=["GET", "HEAD"]),
+        Route("/stream.mjpg", _stream, methods=["GET", "HEAD"]),
+        Route("/cameras/{cam}/stream", _stream, methods=["GET", "HEAD"]),
+        Route("/snapshot", _snapshot, methods=["GET", "HEAD"]),
+        Route("/snapshot.jpg", _snapshot, methods=["GET", "HEAD"]),
+        Route("/cameras/{cam}/snapshot", _snapshot, methods=["GET", "HEAD"]),
+        WebSocketRoute("/ws", _websocket),
+        WebSocketRoute("/cameras/{cam}/ws", _websocket),
+        Route("/api/status", _status),
+        Route("/healthz", _healthz),
+        Route("/readyz", _readyz),
+        Route("/metrics", _metrics),
+        Mount("/static", StaticFiles(packages=[("edge", "static")]), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={BadRequest: _bad_request, 404: _not_found, 405: _not_allowed},
+    )
+    app.state.edge = state
+    return app
+
+
+async def _first_frames(state: EdgeState) -> None:
+    """Give each camera a moment to produce a frame so the first snapshot is not a 503."""
+    slots = [cam.capture.slot.wait_newer(0) for cam in state.cameras.values()]
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*slots), FIRST_FRAME_WAIT)
+
+
+def _stop_captures(state: EdgeState) -> None:
+    for cam in state.cameras.values():
+        cam.capture.stop(timeout=2.0)
+
+
+def _state(request: Request | WebSocket) -> EdgeState:
+    return request.app.state.edge
+
+
+def _camera(request: Request) -> Camera:
+    name = request.path_params.get("cam")
+    camera = _state(request).camera(name)
+    if camera is None:
+        raise BadRequest(404, f"unknown camera {name!r}")
+    return camera
+
+
+def _fps_cap(request: Request, camera: Camera) -> float | None:
+    raw = request.query_params.get("fps")
+    if raw is None or raw == "":
+        return None
+    try:
+        fps = float(raw)
+    except ValueError:
+        raise BadRequest(400, f"fps must be a number, got {raw!r}") from None
+    if not math.isfinite(fps) or not 0 < fps <= camera.config.fps:
+        raise BadRequest(400, f"fps must be > 0 and <= the camera's {camera.config.fps:g} fps, got {raw!r}")
+    return fps
+
+
+async def _page(request: Request) -> Response:
+    action = request.query_params.get("action")
+    if action == "stream":  # mjpg-streamer compatible URLs
+        return await _stream(request)
+    if action == "snapshot":
+        return await _snapshot(request)
+    if action is not None:
+        raise BadRequest(400, f"unknown action {action!r}; expected 'stream' or 'snapshot'")
+    mode = request.query_params.get("mode", "auto")
+    if mode not in ("auto", "mjpeg", "ws"):
+        raise BadRequest(400, f"mode must be auto, mjpeg or ws, got {mode!r}")
+    page = resources.files("edge").joinpath("static/index.html").read_text(encoding="utf-8")
+    return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+
+
+async def _stream(request: Request) -> Response:
+    camera = _camera(request)
+    return MJPEGResponse(_state(request), camera, _fps_cap(request, camera))
+
+
+async def _snapshot(request: Request) -> Response:
+    camera = _camera(request)
+    frame = camera.capture.slot.latest
+    if frame is None:
+        return JSONResponse(
+            {"error": f"camera {camera.name!r} has no frame yet"}, status_code=503, headers={"Retry-After": "1"}
+        )
+    headers = {
+        "X-Timestamp": f"{frame.timestamp:.6f}",
+        "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0",
+        "Content-Disposition": f'inline; filename="{camera.name}.jpg"',
+    }
+    if frame.placeholder:
+        headers["X-Placeholder"] = "1"
+    return Response(frame.jpeg, media_type="image/jpeg", headers=headers)
+
+
+async def _websocket(websocket: WebSocket) -> None:
+    state = _state(websocket)
+    await serve_websocket(websocket, state, state.camera(websocket.path_params.get("cam")))
+
+
+async def _status(request: Request) -> Response:
+    state = _state(request)
+    cameras = [_camera_status(state, cam) for cam in state.cameras.values()]
+    body = {
+        "version": __version__,
+        "uptime_s": round(time.monotonic() - state.started, 1),
+        "clients_total": len(state.registry),
+        "max_clients": state.registry.max_clients,
+        "cameras": cameras,
+    }
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+def _camera_status(state: EdgeState, cam: Camera) -> dict[str, Any]:
+    capture = cam.capture
+    return {
+        "name": cam.name,
+        "source": capture.source_description,
+        "source_kind": capture.source_kind,
+        "configured_source": cam.config.source,
+        "state": capture.state.value,
+        "width": capture.width,
+        "height": capture.height,
+        "fps": round(capture.measured_fps(), 2),
+        "configured_fps": cam.config.fps,
+        "frames_captured": capture.frames_captured,
+        "clients": [conn.as_status() for conn in state.registry.for_camera(cam.name)],
+    }
+
+
+async def _healthz(request: Request) -> Response:
+    dead = [cam.name for cam in _state(request).cameras.values() if not cam.capture.alive]
+    if dead:
+        return JSONResponse({"status": "unhealthy", "reason": f"capture thread not running: {', '.join(dead)}"}, 503)
+    return JSONResponse({"status": "ok"})
+
+
+async def _readyz(request: Request) -> Response:
+    now = time.monotonic()
+    problems = []
+    for cam in _state(request).cameras.values():
+        window = max(2.0, 3.0 / cam.config.fps)
+        capture = cam.capture
+        if capture.state is not State.STREAMING or now - capture.last_real_frame > window:
+            problems.append(f"{cam.name}: no real frame in the last {window:g} s (state {capture.state.value})")
+    if problems:
+        return JSONResponse({"status": "not ready", "reason": "; ".join(problems)}, 503)
+    return JSONResponse({"status": "ready"})
+
+
+async def _metrics(request: Request) -> Response:
+    return Response(_state(request).metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def _bad_request(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BadRequest)
+    return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": f"no such path: {request.url.path}"}, status_code=404)
+
+
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": f"method {request.method} not allowed here"}, status_code=405)

@@ -1,0 +1,159 @@
+"""Per-connection state, the registry of open streams, and the contextvar naming the connection.
+
+This is the seed program's ``threading.local`` idea done for asyncio: each stream has one
+:class:`Connection` object that only its own task mutates, and a ``contextvars`` variable
+set inside that task lets every log line written while serving it name it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+current_connection: contextvars.ContextVar[str] = contextvars.ContextVar("edge_connection", default="-")
+
+log = logging.getLogger("edge.connections")
+
+
+class ConnectionFilter(logging.Filter):
+    """Stamps each log record with the id of the connection being served (``-`` if none)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.conn = current_connection.get()
+        return True
+
+
+@dataclass(eq=False)
+class Connection:
+    id: str
+    kind: str  # "mjpeg" | "websocket"
+    camera: str
+    remote: str
+    connected_at: float = field(default_factory=time.time)
+    # settings
+    fps_cap: float | None = None
+    ack_mode: bool = False
+    # counters
+    frames_sent: int = 0
+    frames_dropped: int = 0
+    bytes_sent: int = 0
+    last_seq: int = 0  # camera sequence number of the last frame sent
+    # set by the stream while it runs: ends it cleanly at shutdown
+    stop: Callable[[], None] | None = field(default=None, repr=False)
+
+    def as_status(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "remote": self.remote,
+            "connected_at": round(self.connected_at, 3),
+            "frames_sent": self.frames_sent,
+            "frames_dropped": self.frames_dropped,
+            "bytes_sent": self.bytes_sent,
+            "fps_cap": self.fps_cap,
+            "ack": self.ack_mode,
+        }
+
+
+@dataclass
+class Totals:
+    """Per (camera, kind) counters that outlive connections, for Prometheus."""
+
+    frames_sent: int = 0
+    frames_dropped: int = 0
+    bytes_sent: int = 0
+
+
+class CapacityError(Exception):
+    """All ``max_clients`` stream slots are taken."""
+
+
+class Registry:
+    """The open streams, across all cameras; enforces ``max_clients``.
+
+    Only the event loop thread touches it, so it needs no lock.
+    """
+
+    def __init__(self, max_clients: int) -> None:
+        self.max_clients = max_clients
+        self._open: dict[str, Connection] = {}
+        self._ids = itertools.count(1)
+        self.totals: dict[tuple[str, str], Totals] = {}
+        self._empty = asyncio.Event()
+        self._empty.set()
+
+    @property
+    def full(self) -> bool:
+        return len(self._open) >= self.max_clients
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def __iter__(self) -> Iterator[Connection]:
+        return iter(list(self._open.values()))
+
+    def for_camera(self, camera: str) -> list[Connection]:
+        return [c for c in self._open.values() if c.camera == camera]
+
+    def count(self, kind: str) -> int:
+        return sum(1 for c in self._open.values() if c.kind == kind)
+
+    def totals_for(self, camera: str, kind: str) -> Totals:
+        return self.totals.setdefault((camera, kind), Totals())
+
+    @contextmanager
+    def open(self, kind: str, camera: str, remote: str) -> Iterator[Connection]:
+        """Register a stream for the duration of the block and name it in the log context.
+
+        Raises :class:`CapacityError` when full; callers check :attr:`full` first to
+        answer in their own protocol's terms (503, close 1013).
+        """
+        if self.full:
+            raise CapacityError(f"all {self.max_clients} stream slots are in use")
+        conn = Connection(id=f"c{next(self._ids)}", kind=kind, camera=camera, remote=remote)
+        self._open[conn.id] = conn
+        self._empty.clear()
+        token = current_connection.set(conn.id)
+        started = time.monotonic()
+        log.info("%s stream opened: camera=%s remote=%s", kind, camera, remote)
+        try:
+            yield conn
+        finally:
+            del self._open[conn.id]
+            if not self._open:
+                self._empty.set()
+            log.info(
+                "%s stream closed after %.1f s: sent=%d dropped=%d bytes=%d",
+                kind,
+                time.monotonic() - started,
+                conn.frames_sent,
+                conn.frames_dropped,
+                conn.bytes_sent,
+            )
+            current_connection.reset(token)
+
+    async def stop_all(self, timeout: float) -> bool:
+        """Ask every stream to end and wait up to ``timeout`` s; ``True`` if all ended."""
+        for conn in self:
+            if conn.stop is not None:
+                conn.stop()
+        try:
+            await asyncio.wait_for(self._empty.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+def remote_of(scope: dict[str, Any]) -> str:
+    client = scope.get("client")
+    if not client:
+        return "unknown"
+    host, port = client[0], client[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"

@@ -1,0 +1,75 @@
+"""Prometheus metrics.
+
+Counters that the hot path already keeps (frames captured, per-connection totals) are
+read at scrape time by a collector instead of being incremented twice; only the two
+histograms are observed as events happen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from .state import EdgeState
+
+KINDS = ("mjpeg", "websocket")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.encode_seconds = Histogram(
+            "edge_encode_seconds",
+            "Time to JPEG-encode one frame (once per frame, shared by all clients).",
+            ["camera"],
+            buckets=(0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256),
+            registry=self.registry,
+        )
+        self.frame_age = Histogram(
+            "edge_frame_age_seconds",
+            "Age of a frame when it is handed to a client's connection (now minus capture time).",
+            ["camera", "kind"],
+            buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+            registry=self.registry,
+        )
+
+    def bind(self, state: EdgeState) -> None:
+        self.registry.register(_StateCollector(state))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _StateCollector(Collector):
+    def __init__(self, state: EdgeState) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        state = self.state
+        captured = CounterMetricFamily("edge_frames_captured", "Real frames captured and encoded.", labels=["camera"])
+        up = GaugeMetricFamily("edge_camera_streaming", "1 while the camera delivers real frames.", labels=["camera"])
+        fps = GaugeMetricFamily("edge_camera_fps", "Measured capture rate.", labels=["camera"])
+        sent = CounterMetricFamily("edge_frames_sent", "Frames sent to clients.", labels=["camera", "kind"])
+        dropped = CounterMetricFamily(
+            "edge_frames_dropped", "Frames a client skipped because it was not ready.", labels=["camera", "kind"]
+        )
+        sent_bytes = CounterMetricFamily("edge_bytes_sent", "Frame bytes sent to clients.", labels=["camera", "kind"])
+        for cam in state.cameras.values():
+            capture = cam.capture
+            captured.add_metric([cam.name], capture.frames_captured)
+            up.add_metric([cam.name], 1.0 if capture.state.value == "streaming" else 0.0)
+            fps.add_metric([cam.name], capture.measured_fps())
+            for kind in KINDS:
+                totals = state.registry.totals_for(cam.name, kind)
+                sent.add_metric([cam.name, kind], totals.frames_sent)
+                dropped.add_metric([cam.name, kind], totals.frames_dropped)
+                sent_bytes.add_metric([cam.name, kind], totals.bytes_sent)
+        clients = GaugeMetricFamily("edge_clients", "Open stream connections.", labels=["kind"])
+        for kind in KINDS:
+            clients.add_metric([kind], state.registry.count(kind))
+        yield from (captured, up, fps, sent, dropped, sent_bytes, clients)

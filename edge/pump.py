@@ -1,0 +1,110 @@
+"""Choosing the next frame for one connection: the part MJPEG and WebSocket share.
+
+Bounded backlog, the mechanism (contract §4): a frame is chosen only once the connection
+can take it. Three layers could otherwise hold stale frames for a client that stopped
+reading, and each is capped:
+
+* the kernel send buffer: the listening socket sets ``TCP_NOTSENT_LOWAT`` (inherited by
+  accepted sockets), so ``send()`` stops accepting once ~16 KiB are unsent, while the
+  congestion window still grows for fast clients;
+* the asyncio transport buffer: its high-water mark is 0 (``server.py``), so any byte
+  the kernel refused pauses writing, leaving at most the rest of one frame there;
+* the server's ``send()``, which waits for drain *before* writing the message it was
+  handed: :meth:`FramePump.next` awaits writability first and only then picks the
+  newest frame, so the frame that goes out is fresh when the client reads again.
+
+What a resuming client can receive that predates its resumption is therefore what its
+own receive buffer and the path hold, plus at most one partly written frame and the
+kernel's unsent low-water amount: under two frames for normal frame sizes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import Histogram
+
+from .connections import Connection, Totals
+from .slot import Frame, FrameSlot
+
+Drain = Callable[[], Awaitable[None]]
+FLOW_EXTENSION = "edge.flow"
+
+
+@dataclass(frozen=True)
+class Flow:
+    """What ``server.py`` puts in the ASGI scope so endpoints can see the transport's state.
+
+    ``drain`` returns once the transport buffer is empty; ``abort`` drops a connection
+    whose client stopped reading (a graceful close would wait for it forever).
+    """
+
+    drain: Drain
+    abort: Callable[[], None]
+
+
+def flow_of(scope: dict[str, Any]) -> Flow | None:
+    """The connection's :class:`Flow`, or ``None`` under a server that does not provide it."""
+    return scope.get("extensions", {}).get(FLOW_EXTENSION)
+
+
+class FramePump:
+    """Per-connection frame selection: writability, rate cap, newest frame, counters."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        slot: FrameSlot,
+        camera_fps: float,
+        drain: Drain | None,
+        totals: Totals,
+        frame_age: Histogram,
+    ) -> None:
+        self.conn = conn
+        self.slot = slot
+        self.camera_fps = camera_fps
+        self.drain = drain
+        self.totals = totals
+        self.frame_age = frame_age
+        self._due = 0.0  # loop time before which a capped connection gets no new frame
+
+    async def next(self) -> Frame:
+        """Wait until the client can take a frame and one is due, then return the newest."""
+        if self.drain is not None:
+            await self.drain()
+        cap = self.conn.fps_cap
+        if cap is not None:
+            loop = asyncio.get_running_loop()
+            # Half a camera period of slack so a cap of 15 on a 30 fps camera takes every
+            # second frame instead of beating against capture jitter.
+            delay = self._due - loop.time() - 0.5 / self.camera_fps
+            if delay > 0:
+                await asyncio.sleep(delay)
+        return await self.slot.wait_newer(self.conn.last_seq)
+
+    def sent(self, frame: Frame, nbytes: int) -> None:
+        """Account for a frame handed to the transport."""
+        conn = self.conn
+        if conn.last_seq:
+            skipped = frame.seq - conn.last_seq - 1
+            if conn.fps_cap is not None:
+                # Frames skipped to honour the client's own cap are not drops.
+                skipped -= max(round(self.camera_fps / conn.fps_cap) - 1, 0)
+            if skipped > 0:
+                conn.frames_dropped += skipped
+                self.totals.frames_dropped += skipped
+        conn.last_seq = frame.seq
+        conn.frames_sent += 1
+        conn.bytes_sent += nbytes
+        self.totals.frames_sent += 1
+        self.totals.bytes_sent += nbytes
+        self.frame_age.observe(max(time.time() - frame.timestamp, 0.0))
+        if conn.fps_cap is not None:
+            now = asyncio.get_running_loop().time()
+            interval = 1.0 / conn.fps_cap
+            # Keep to a grid, but never bank time: a late frame must not cause a burst.
+            self._due = max(self._due + interval, now + interval / 2)

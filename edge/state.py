@@ -1,0 +1,51 @@
+"""What the running app knows: its config, cameras, open streams and metrics.
+
+One object, built by the app factory and shared by the endpoints, instead of module
+globals, so two apps (two test servers) can live in one process.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from .capture import Capture
+from .config import CameraConfig, Config
+from .connections import Registry
+from .metrics import Metrics
+
+
+@dataclass
+class Camera:
+    config: CameraConfig
+    capture: Capture
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+@dataclass
+class EdgeState:
+    config: Config
+    cameras: dict[str, Camera]
+    registry: Registry
+    metrics: Metrics
+    started: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def build(cls, config: Config) -> EdgeState:
+        metrics = Metrics()
+        cameras = {
+            cam.name: Camera(cam, Capture(cam, on_encode=metrics.encode_seconds.labels(cam.name).observe))
+            for cam in config.cameras
+        }
+        state = cls(config, cameras, Registry(config.server.max_clients), metrics)
+        metrics.bind(state)
+        return state
+
+    def camera(self, name: str | None = None) -> Camera | None:
+        """The named camera, or the first (default) one when ``name`` is ``None``."""
+        if name is None:
+            return next(iter(self.cameras.values()))
+        return self.cameras.get(name)
