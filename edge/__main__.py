@@ -111,7 +111,8 @@ def serve(config: object) -> int:
 
     def started() -> None:
         names = ", ".join(f"{c.name} ({c.capture.source_description})" for c in state.cameras.values())
-        log.info("edge %s listening on http://%s:%d  cameras: %s", _version(), shown, port, names)
+        # Printed at every log level: scripts and tests wait for this line to learn the port.
+        print(f"edge {_version()} listening on http://{shown}:{port}  cameras: {names}", file=sys.stderr, flush=True)
 
     server = EdgeServer(uvicorn_config(app, server_cfg.log_level), state.registry.stop_all, started)
     asyncio.run(server.serve(sockets=[sock]))
