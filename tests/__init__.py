@@ -1,0 +1,1 @@
+"""Integration tests for `edge`: they start the real server as a subprocess."""

@@ -1,0 +1,254 @@
+"""Configuration validation and command line (CONTRACT §1, §2).
+
+A typo or a wrong value in the YAML must stop the program with exit status 2 and one clear
+stderr line naming the file and the key path, never a traceback: operators read that line in
+a service log and must be able to fix the file from it alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import StartServer
+from tests.helpers import (
+    REPO_ROOT,
+    child_env,
+    fetch,
+    free_port,
+    get_status,
+    launch_server,
+    virtual_cam,
+    wait_for,
+)
+
+BASE: dict[str, Any] = {
+    "server": {"host": "127.0.0.1", "port": 8080, "max_clients": 64},
+    "cameras": [virtual_cam("cam0", 320, 240, 30, 80)],
+}
+
+
+def mutated(fn: Callable[[dict[str, Any]], None]) -> str:
+    """YAML text of BASE after applying `fn` to a deep copy."""
+    doc = copy.deepcopy(BASE)
+    fn(doc)
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def setcam(key: str, value: Any, index: int = 0) -> Callable[[dict[str, Any]], None]:
+    def fn(doc: dict[str, Any]) -> None:
+        doc["cameras"][index][key] = value
+
+    return fn
+
+
+def setserver(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def fn(doc: dict[str, Any]) -> None:
+        doc["server"][key] = value
+
+    return fn
+
+
+def settop(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def fn(doc: dict[str, Any]) -> None:
+        doc[key] = value
+
+    return fn
+
+
+def deltop(key: str) -> Callable[[dict[str, Any]], None]:
+    def fn(doc: dict[str, Any]) -> None:
+        del doc[key]
+
+    return fn
+
+
+def duplicate_camera(doc: dict[str, Any]) -> None:
+    doc["cameras"].append(virtual_cam("cam0", 320, 240, 30, 80))
+
+
+def nameless_camera(doc: dict[str, Any]) -> None:
+    del doc["cameras"][0]["name"]
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    text: str | None  # None: the file does not exist
+    key: str | None  # key path the message must name (None: file-level error)
+
+
+INVALID: list[Case] = [
+    Case("unknown-top-key", mutated(settop("srever", {"port": 1})), "srever"),
+    Case("unknown-server-key", mutated(setserver("prot", 8080)), "server.prot"),
+    Case("unknown-camera-key", mutated(setcam("fsp", 30)), "cameras[0].fsp"),
+    Case(
+        "unknown-key-second-camera",
+        mutated(lambda d: d["cameras"].append({"name": "cam1", "qualty": 50})),
+        "cameras[1].qualty",
+    ),
+    Case("fps-string", mutated(setcam("fps", "abc")), "cameras[0].fps"),
+    Case("port-string", mutated(setserver("port", "x")), "server.port"),
+    Case("width-bool", mutated(setcam("width", True)), "cameras[0].width"),
+    Case("height-string", mutated(setcam("height", "240")), "cameras[0].height"),
+    Case("quality-bool", mutated(setcam("quality", False)), "cameras[0].quality"),
+    Case("max-clients-string", mutated(setserver("max_clients", "many")), "server.max_clients"),
+    Case("fps-0", mutated(setcam("fps", 0)), "cameras[0].fps"),
+    Case("fps-121", mutated(setcam("fps", 121)), "cameras[0].fps"),
+    Case("fps-negative", mutated(setcam("fps", -5)), "cameras[0].fps"),
+    Case("quality-0", mutated(setcam("quality", 0)), "cameras[0].quality"),
+    Case("quality-101", mutated(setcam("quality", 101)), "cameras[0].quality"),
+    Case("port-70000", mutated(setserver("port", 70000)), "server.port"),
+    Case("max-clients-0", mutated(setserver("max_clients", 0)), "server.max_clients"),
+    Case("name-with-space-and-caps", mutated(setcam("name", "Cam 0")), "cameras[0].name"),
+    Case("name-uppercase", mutated(setcam("name", "CAM")), "cameras[0].name"),
+    Case("name-missing", mutated(nameless_camera), "cameras[0]"),
+    Case("duplicate-names", mutated(duplicate_camera), "cameras[1]"),
+    Case("missing-cameras", mutated(deltop("cameras")), "cameras"),
+    Case("empty-cameras", mutated(settop("cameras", [])), "cameras"),
+    Case("cameras-not-a-list", mutated(settop("cameras", "cam0")), "cameras"),
+    Case("server-not-a-mapping", mutated(settop("server", 5)), "server"),
+    Case("empty-file", "", None),
+    Case("only-comments", "# nothing here\n", None),
+    Case("top-level-list", "- name: cam0\n", None),
+    Case("yaml-syntax-error", "cameras:\n  - name: cam0\n    fps: [30\n  bad: : :\n", None),
+    Case("nonexistent-file", None, None),
+]
+
+VALID: list[Case] = [
+    Case("full", mutated(lambda d: None), None),
+    Case("minimal", "cameras:\n  - name: cam0\n", None),
+    Case("fractional-fps", mutated(setcam("fps", 0.5)), None),
+    Case("fps-0.1", mutated(setcam("fps", 0.1)), None),
+    Case("fps-120", mutated(setcam("fps", 120)), None),
+    Case("quality-1", mutated(setcam("quality", 1)), None),
+    Case("quality-100", mutated(setcam("quality", 100)), None),
+    Case("name-charset", mutated(setcam("name", "front_door-2")), None),
+    Case("two-cameras", mutated(lambda d: d["cameras"].append({"name": "cam1"})), None),
+    Case("source-index", mutated(setcam("source", 0)), None),
+    Case("source-url", mutated(setcam("source", "http://127.0.0.1:9/stream.mjpg")), None),
+    Case("source-auto", mutated(setcam("source", "auto")), None),
+]
+
+
+def run_check(path: Path, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edge", "--check-config", str(path)],
+        cwd=REPO_ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture(scope="module")
+def check_results(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, tuple[Path, subprocess.CompletedProcess[str]]]:
+    """Run every `--check-config` case once, a few in parallel (each is a Python start-up)."""
+    directory = tmp_path_factory.mktemp("configs")
+    jobs: dict[str, Path] = {}
+    for i, case in enumerate(INVALID + VALID):
+        path = directory / f"edge-{i:02d}.yaml"
+        if case.text is not None:
+            path.write_text(case.text)
+        jobs[case.id] = path
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {cid: pool.submit(run_check, p) for cid, p in jobs.items()}
+        return {cid: (jobs[cid], fut.result()) for cid, fut in futures.items()}
+
+
+@pytest.mark.parametrize("case", INVALID, ids=[c.id for c in INVALID])
+def test_invalid_config_exits_2_with_one_clear_line(
+    case: Case, check_results: dict[str, tuple[Path, subprocess.CompletedProcess[str]]]
+) -> None:
+    """Each invalid config: exit 2, exactly one stderr line naming file and key path."""
+    path, res = check_results[case.id]
+    assert "Traceback" not in res.stderr, f"traceback on a config error:\n{res.stderr}"
+    assert res.returncode == 2, f"exit {res.returncode}, stderr:\n{res.stderr}"
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, f"expected one stderr line, got {len(lines)}:\n{res.stderr}"
+    line = lines[0]
+    assert str(path) in line, f"message does not name the file {path}: {line!r}"
+    if case.key is not None:
+        rest = line.replace(str(path), "")
+        assert case.key in rest, f"message does not name key path {case.key!r}: {line!r}"
+
+
+@pytest.mark.parametrize("case", VALID, ids=[c.id for c in VALID])
+def test_valid_config_exits_0(
+    case: Case, check_results: dict[str, tuple[Path, subprocess.CompletedProcess[str]]]
+) -> None:
+    """Valid configs, including boundary values and fractional fps, pass `--check-config`."""
+    _, res = check_results[case.id]
+    assert res.returncode == 0, f"exit {res.returncode}, stderr:\n{res.stderr}"
+    assert "Traceback" not in res.stderr
+
+
+def test_serving_a_bad_config_exits_2(tmp_path: Path) -> None:
+    """`--config` with an invalid file must not start serving: exit 2, key path, no traceback."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(mutated(setcam("fps", 0)))
+    srv = launch_server(path, wait_listening=False)
+    try:
+        rc = srv.proc.wait(30)
+    finally:
+        srv.stop()
+    log = srv.log_text()
+    assert rc == 2, f"exit {rc}, stderr:\n{log}"
+    assert "Traceback" not in log
+    assert str(path) in log and "cameras[0].fps" in log, log
+
+
+def test_edge_config_env_is_used_without_config_flag(start_server: StartServer, tmp_path: Path) -> None:
+    """With no `--config`, the path comes from $EDGE_CONFIG (before config/edge.yaml)."""
+    path = tmp_path / "env.yaml"
+    path.write_text(yaml.safe_dump({"cameras": [virtual_cam("envcam", 160, 120, 10)]}))
+    srv = start_server(no_config_flag=True, env_extra={"EDGE_CONFIG": str(path)})
+    names = [c["name"] for c in get_status(srv)["cameras"]]
+    assert names == ["envcam"], names
+    # Counterpart of the --log-level warning test below: at `info`, INFO lines do appear.
+    assert " INFO " in srv.log_text(), srv.log_text()[-2000:]
+
+
+def test_config_flag_wins_over_edge_config(start_server: StartServer, tmp_path: Path) -> None:
+    """`--config` is explicit and must win over a (here broken) $EDGE_CONFIG."""
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("cameras: []\n")
+    srv = start_server(cameras=[virtual_cam("flagcam", 160, 120, 10)], env_extra={"EDGE_CONFIG": str(bad)})
+    assert [c["name"] for c in get_status(srv)["cameras"]] == ["flagcam"]
+
+
+def test_cli_overrides_host_port_and_log_level(start_server: StartServer) -> None:
+    """`--host/--port/--log-level` override the file: config says 127.0.0.1:P1, CLI 127.0.0.2:P2."""
+    p1, p2 = free_port(), free_port()
+    srv = start_server(
+        cameras=[virtual_cam("cam0", 160, 120, 10)],
+        server={"host": "127.0.0.1", "port": p1},
+        host="127.0.0.2",
+        port=p2,
+        log_level="warning",
+        wait_listening=False,
+    )
+    srv.host, srv.port = "127.0.0.2", p2
+    wait_for(lambda: fetch(srv.url + "/healthz", timeout=2).status == 200, 20, 0.1, "server on 127.0.0.2:P2")
+    for host, port in (("127.0.0.1", p1), ("127.0.0.1", p2), ("127.0.0.2", p1)):
+        with pytest.raises(httpx.ConnectError):
+            fetch(f"http://{host}:{port}/healthz", timeout=2)
+    assert srv.proc.poll() is None
+    # --log-level warning: requests were served, yet no INFO line may be logged.
+    fetch(srv.url + "/api/status")
+    info = [ln for ln in srv.log_text().splitlines() if " INFO " in ln]
+    assert not info, "INFO lines logged despite --log-level warning:\n" + "\n".join(info[:10])
