@@ -14,27 +14,11 @@ import os
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 
 from tests.helpers import EdgeServer, launch_server, virtual_cam, write_config
-
-
-class StartServer(Protocol):
-    def __call__(
-        self,
-        cameras: list[dict[str, Any]] | None = None,
-        server: dict[str, Any] | None = None,
-        *,
-        port: int | None = 0,
-        host: str | None = "127.0.0.1",
-        log_level: str | None = "info",
-        env_extra: dict[str, str] | None = None,
-        wait_listening: bool = True,
-        config_path: Path | None = None,
-        no_config_flag: bool = False,
-    ) -> EdgeServer: ...
 
 
 class _Factory:
@@ -86,6 +70,9 @@ class _Factory:
                 problems.append(f"server {srv.args} (exit {rc}) logged a traceback:\n{log[-6000:]}")
         if problems:
             pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+StartServer = _Factory
 
 
 @pytest.fixture
