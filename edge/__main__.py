@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 
 from .config import ConfigError, default_config_path, load_config
@@ -77,7 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     path = args.config or default_config_path()
     try:
-        config = load_config(path).with_overrides(args.host, args.port, args.log_level)
+        config = load_config(path)
+        env = os.environ
+        # Environment overrides (the container sets EDGE_HOST=0.0.0.0), then the command line.
+        config = config.with_overrides(
+            env.get("EDGE_HOST"), _env_port(env.get("EDGE_PORT"), path), env.get("EDGE_LOG_LEVEL")
+        )
+        config = config.with_overrides(args.host, args.port, args.log_level)
     except ConfigError as exc:
         print(f"edge: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -120,6 +127,14 @@ def serve(config: object) -> int:
         return EXIT_FAILURE
     log.info("stopped")
     return EXIT_OK
+
+
+def _env_port(value: str | None, path: str) -> int | None:
+    if value is None or value == "":
+        return None
+    if not value.strip().isdigit():
+        raise ConfigError(path, "EDGE_PORT", f"must be a port number, got {value!r}")
+    return int(value)
 
 
 def _version() -> str:

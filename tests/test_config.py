@@ -30,6 +30,7 @@ from tests.helpers import (
     launch_server,
     virtual_cam,
     wait_for,
+    write_config,
 )
 
 BASE: dict[str, Any] = {
@@ -252,3 +253,37 @@ def test_cli_overrides_host_port_and_log_level(start_server: StartServer) -> Non
     fetch(srv.url + "/api/status")
     info = [ln for ln in srv.log_text().splitlines() if " INFO " in ln]
     assert not info, "INFO lines logged despite --log-level warning:\n" + "\n".join(info[:10])
+
+
+def test_environment_overrides_file_and_cli_overrides_environment(start_server: StartServer) -> None:
+    """EDGE_HOST/EDGE_PORT (the container's way to listen on all addresses) beat the file;
+    the command line beats both."""
+    p_file, p_env = free_port(), free_port()
+    srv = start_server(
+        cameras=[virtual_cam("cam0", 160, 120, 10)],
+        server={"host": "127.0.0.1", "port": p_file},
+        host=None,
+        port=None,
+        env_extra={"EDGE_HOST": "127.0.0.2", "EDGE_PORT": str(p_env)},
+    )
+    assert (srv.host, srv.port) == ("127.0.0.2", p_env)
+    assert fetch(srv.url + "/healthz").status == 200
+    srv.stop()
+    p_cli = free_port()
+    srv = start_server(
+        cameras=[virtual_cam("cam0", 160, 120, 10)],
+        host="127.0.0.1",
+        port=p_cli,
+        env_extra={"EDGE_HOST": "127.0.0.2", "EDGE_PORT": str(p_env)},
+    )
+    assert (srv.host, srv.port) == ("127.0.0.1", p_cli)
+
+
+def test_bad_port_in_environment_is_a_config_error(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "edge.yaml", [virtual_cam("cam0", 160, 120, 10)])
+    env = child_env({"EDGE_PORT": "eighty"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge", "--config", str(path)], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 2
+    assert "EDGE_PORT" in proc.stderr and "Traceback" not in proc.stderr
