@@ -5,7 +5,7 @@ can take it. Three layers could otherwise hold stale frames for a client that st
 reading, and each is capped:
 
 * the kernel send buffer: the listening socket sets ``TCP_NOTSENT_LOWAT`` (inherited by
-  accepted sockets), so ``send()`` stops accepting once ~16 KiB are unsent, while the
+  accepted sockets), so ``send()`` stops accepting once a few KiB are unsent, while the
   congestion window still grows for fast clients;
 * the asyncio transport buffer: its high-water mark is 0 (``server.py``), so any byte
   the kernel refused pauses writing, leaving at most the rest of one frame there;
