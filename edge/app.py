@@ -37,6 +37,16 @@ class BadRequest(Exception):
         self.message = message
 
 
+class _RevalidatedStaticFiles(StaticFiles):
+    """The page's scripts change with the appliance's version: make browsers revalidate them
+    so an upgraded page never runs with yesterday's cached JavaScript."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
 def create_app(config: Config) -> Starlette:
     state = EdgeState.build(config)
 
@@ -66,7 +76,7 @@ def create_app(config: Config) -> Starlette:
         Route("/healthz", _healthz),
         Route("/readyz", _readyz),
         Route("/metrics", _metrics),
-        Mount("/static", StaticFiles(packages=[("edge", "static")]), name="static"),
+        Mount("/static", _RevalidatedStaticFiles(packages=[("edge", "static")]), name="static"),
     ]
     app = Starlette(
         routes=routes,
@@ -141,10 +151,11 @@ async def _snapshot(request: Request) -> Response:
         return JSONResponse(
             {"error": f"camera {camera.name!r} has no frame yet"}, status_code=503, headers={"Retry-After": "1"}
         )
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(frame.timestamp))
     headers = {
         "X-Timestamp": f"{frame.timestamp:.6f}",
         "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0",
-        "Content-Disposition": f'inline; filename="{camera.name}.jpg"',
+        "Content-Disposition": f'inline; filename="{camera.name}-{stamp}.jpg"',
     }
     if frame.placeholder:
         headers["X-Placeholder"] = "1"

@@ -1,0 +1,516 @@
+"""The viewer page (`GET /`, edge/static/) in a real browser: Debian's chromium via Playwright.
+
+Every test fails on any console error or uncaught exception in the page, except for the network
+errors a test provokes on purpose (a blocked MJPEG request, a stopped server), which are matched
+precisely.  Video is "moving" when the pixels of a tile's <img>/<canvas> change over time.
+`playwright install` cannot download browsers here, so the system chromium is used; without it the
+tests skip, or fail under CI=true.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import EdgeServer, get_status, virtual_cam, wait_for
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 360, "height": 740}
+# Two virtual cameras of different sizes and rates.
+CAMERAS = [virtual_cam("cam0", 320, 240, 15), virtual_cam("cam1", 480, 270, 10)]
+SIZES = {"cam0": (320, 240), "cam1": (480, 270)}
+
+try:
+    from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+except ImportError:  # pragma: no cover - the test extra pins playwright
+    sync_playwright = None  # type: ignore[assignment]
+
+
+def _unavailable() -> str | None:
+    if sync_playwright is None:
+        return "playwright (python) is not installed"
+    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        return f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    reason = _unavailable()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"viewer tests cannot run in CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def edge(start_module_server: Callable[..., EdgeServer]) -> EdgeServer:
+    return start_module_server(cameras=CAMERAS)
+
+
+# --------------------------------------------------------------------------------------------
+# Console watching
+# --------------------------------------------------------------------------------------------
+
+
+class Console:
+    """Collects console errors and page exceptions; `expect` whitelists a precise pattern."""
+
+    def __init__(self, page: Page) -> None:
+        self.errors: list[str] = []
+        self.allowed: list[tuple[re.Pattern[str], str]] = []  # (message text, resource URL)
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.errors.append(f"uncaught exception: {exc}"))
+
+    def _console(self, msg: ConsoleMessage) -> None:
+        # Our own diagnostics are warnings prefixed "edge:" (e.g. a message the server rejected).
+        if msg.type == "warning" and msg.text.startswith("edge:"):
+            self.errors.append(f"console warning: {msg.text}")
+        if msg.type != "error":
+            return
+        url = msg.location.get("url", "")
+        for text_re, url_part in self.allowed:
+            if text_re.search(msg.text) and url_part in url:
+                return
+        self.errors.append(f"console error: {msg.text} ({url})")
+
+    def expect(self, text_pattern: str, url_part: str = "") -> None:
+        self.allowed.append((re.compile(text_pattern), url_part))
+
+    def check(self) -> None:
+        assert not self.errors, "the page logged errors:\n" + "\n".join(self.errors)
+
+
+def open_viewer(browser: Browser, url: str, viewport: dict[str, int] = DESKTOP, **ctx: Any) -> tuple[Page, Console]:
+    context = browser.new_context(viewport=viewport, **ctx)
+    page = context.new_page()
+    return page, Console(page)
+
+
+def goto(page: Page, url: str) -> None:
+    # Not "load": a page with an endless MJPEG <img> may hold the load event back.
+    response = page.goto(url, wait_until="domcontentloaded")
+    assert response is not None and response.status == 200, f"GET {url} answered {response and response.status}"
+
+
+def close(page: Page) -> None:
+    page.context.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the page
+# --------------------------------------------------------------------------------------------
+
+# A hash of what an <img> or <canvas> currently shows (same-origin, so readable).
+FRAME_HASH_JS = """(el) => {
+  const w = el.naturalWidth || el.width, h = el.naturalHeight || el.height;
+  if (!w || !h) return null;
+  const c = document.createElement("canvas");
+  c.width = w; c.height = h;
+  const g = c.getContext("2d");
+  g.drawImage(el, 0, 0);
+  const d = g.getImageData(0, 0, w, h).data;
+  let x = 0;
+  for (let i = 0; i < d.length; i += 3) x = (Math.imul(x, 31) + d[i]) | 0;
+  return x;
+}"""
+
+
+def tile(page: Page, cam: str) -> Any:
+    return page.locator("section.tile", has=page.locator("h2", has_text=re.compile(f"^{cam}$")))
+
+
+def video(page: Page, cam: str) -> Any:
+    """The tile's visible video element (<img> for MJPEG, <canvas> for WebSocket)."""
+    return tile(page, cam).locator(".video:not([hidden])")
+
+
+def hud(page: Page, cam: str) -> str:
+    return tile(page, cam).locator(".hud").inner_text()
+
+
+def wait_hud(page: Page, cam: str, pattern: str, timeout: float = 8.0) -> re.Match[str]:
+    rx = re.compile(pattern)
+    return wait_for(lambda: rx.search(hud(page, cam)), timeout, 0.1, f"{cam} overlay matching {pattern!r}")
+
+
+def assert_moving(page: Page, cam: str, timeout: float = 5.0) -> None:
+    """The tile's picture changes (the virtual camera prints a frame counter and a clock)."""
+    el = video(page, cam)
+    first = wait_for(lambda: el.evaluate(FRAME_HASH_JS), timeout, 0.1, f"{cam}: a painted frame")
+    wait_for(lambda: el.evaluate(FRAME_HASH_JS) not in (None, first), timeout, 0.1, f"{cam}: the picture to change")
+
+
+def notice(page: Page, cam: str) -> str:
+    el = tile(page, cam).locator(".notice")
+    return el.inner_text() if el.is_visible() else ""
+
+
+def clients(edge: EdgeServer) -> dict[str, list[str]]:
+    return {c["name"]: sorted(k["kind"] for k in c["clients"]) for c in get_status(edge)["cameras"]}
+
+
+# --------------------------------------------------------------------------------------------
+# Tests
+# --------------------------------------------------------------------------------------------
+
+
+def test_grid_shows_moving_video_from_each_camera(browser: Browser, edge: EdgeServer) -> None:
+    page, console = open_viewer(browser, edge.url)
+    try:
+        goto(page, edge.url + "/")
+        assert page.locator("section.tile").count() == 2
+        for cam, (w, h) in SIZES.items():
+            t = tile(page, cam)
+            wait_hud(page, cam, r"^MJPEG · cam \d+\.\d fps$")
+            assert t.locator(".badge").is_visible(), f"{cam}: no 'virtual camera' badge"
+            assert t.locator(".badge").inner_text() == "virtual camera"
+            assert "streaming" in t.locator(".state").inner_text()
+            img = t.locator("img")
+            assert img.evaluate("(i) => [i.naturalWidth, i.naturalHeight]") == [w, h]
+            assert f"cameras/{cam}/stream" in (img.get_attribute("src") or "")
+            assert t.locator("canvas").is_hidden()
+            assert_moving(page, cam)
+        # The relative snapshot link resolves under the page's own path.
+        href = tile(page, "cam0").locator("a.snap").evaluate("(a) => a.href")
+        assert href == edge.url + "/cameras/cam0/snapshot"
+        wait_for(lambda: clients(edge) == {"cam0": ["mjpeg"], "cam1": ["mjpeg"]}, 5, 0.1, "one MJPEG stream per tile")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.wait_for_timeout(1200)  # let the overlay show a full second of numbers
+        page.screenshot(path=str(ARTIFACTS / "grid.png"))
+        console.check()
+    finally:
+        close(page)
+
+
+def test_phone_layout_fits_360px(browser: Browser, edge: EdgeServer) -> None:
+    page, console = open_viewer(browser, edge.url, PHONE, is_mobile=True, has_touch=True, device_scale_factor=2)
+    try:
+        goto(page, edge.url + "/")
+        for cam in SIZES:
+            wait_hud(page, cam, r"^MJPEG")
+            assert_moving(page, cam)
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], "horizontal scrolling"
+        boxes = [tile(page, cam).bounding_box() for cam in SIZES]
+        assert all(b and b["x"] >= 0 and b["x"] + b["width"] <= PHONE["width"] for b in boxes)
+        assert boxes[1]["y"] > boxes[0]["y"], "tiles should stack in one column on a phone"
+        for button in page.locator(".tile .btn").all():
+            box = button.bounding_box()
+            assert box and box["height"] >= 40 and box["width"] >= 40, "touch targets too small"
+            assert button.get_attribute("aria-label"), "icon buttons need an accessible name"
+        page.screenshot(path=str(ARTIFACTS / "grid-phone.png"), full_page=True)
+        console.check()
+    finally:
+        close(page)
+
+
+def test_ws_mode_draws_frames_on_canvas_with_acks(browser: Browser, edge: EdgeServer) -> None:
+    page, console = open_viewer(browser, edge.url)
+    sockets: list[Any] = []
+    sent: dict[str, list[str]] = {}
+    stream_requests: list[str] = []
+
+    def on_ws(ws: Any) -> None:
+        sockets.append(ws)
+        sent[ws.url] = []
+        ws.on("framesent", lambda payload: sent[ws.url].append(payload))
+
+    page.on("websocket", on_ws)
+    page.on("request", lambda r: "/stream" in r.url and stream_requests.append(r.url))
+    try:
+        goto(page, edge.url + "/?mode=ws")
+        for cam, (w, h) in SIZES.items():
+            wait_hud(page, cam, r"^WS · [\d.]+ fps · -?\d+ ms$")
+            canvas = tile(page, cam).locator("canvas")
+            assert canvas.is_visible()
+            assert canvas.evaluate("(c) => [c.width, c.height]") == [w, h]
+            assert tile(page, cam).locator("img").evaluate("(i) => i.hasAttribute('src')") is False
+            assert_moving(page, cam)
+        urls = sorted(ws.url for ws in sockets)
+        assert urls == [f"{edge.ws_url}/cameras/cam0/ws", f"{edge.ws_url}/cameras/cam1/ws"], urls
+        for url, messages in sent.items():
+            assert messages[0] == '{"type":"settings","ack":true}', f"{url}: first message {messages[:1]}"
+            acks = [int(m) for m in re.findall(r'\{"type":"ack","seq":(\d+)\}', "".join(messages[1:]))]
+            assert len(acks) >= 3 and acks == sorted(acks), f"{url}: acks {acks[:10]}"
+
+        def acked_ws_only() -> bool:
+            kinds = [[(c["kind"], c.get("ack")) for c in cam["clients"]] for cam in get_status(edge)["cameras"]]
+            return kinds == [[("websocket", True)]] * 2
+
+        wait_for(acked_ws_only, 5, 0.1, "one WebSocket in ack mode per camera (status)")
+        assert not stream_requests, f"WebSocket mode requested MJPEG: {stream_requests}"
+        console.check()
+    finally:
+        close(page)
+
+
+def test_ws_latency_and_fps_overlay_are_plausible(browser: Browser, edge: EdgeServer) -> None:
+    page, console = open_viewer(browser, edge.url)
+    try:
+        goto(page, edge.url + "/?mode=ws")
+        for cam, fps in (("cam0", 15), ("cam1", 10)):
+            wait_hud(page, cam, r"^WS")
+            page.wait_for_timeout(1100)  # one full overlay window
+            m = wait_hud(page, cam, r"^WS · (?P<fps>[\d.]+) fps · (?P<ms>-?\d+) ms$")
+            latency, measured = int(m["ms"]), float(m["fps"])
+            assert 0 <= latency < 500, f"{cam}: latency {latency} ms on loopback"
+            assert fps * 0.5 <= measured <= fps * 1.5, f"{cam}: {measured} fps, camera runs at {fps}"
+        console.check()
+    finally:
+        close(page)
+
+
+def test_mjpeg_mode_uses_img_only(browser: Browser, edge: EdgeServer) -> None:
+    page, console = open_viewer(browser, edge.url)
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    try:
+        goto(page, edge.url + "/?mode=mjpeg")
+        for cam in SIZES:
+            wait_hud(page, cam, r"^MJPEG · cam")
+            assert tile(page, cam).locator("canvas").is_hidden()
+            assert_moving(page, cam)
+        page.wait_for_timeout(500)
+        assert not sockets, f"MJPEG mode opened WebSockets: {sockets}"
+        assert page.locator(".modes a[aria-current=page]").inner_text() == "MJPEG"
+        console.check()
+    finally:
+        close(page)
+
+
+def test_auto_falls_back_to_ws_when_mjpeg_is_blocked(browser: Browser, edge: EdgeServer) -> None:
+    page, console = open_viewer(browser, edge.url)
+    aborted: list[str] = []
+
+    def abort(route: Any) -> None:
+        aborted.append(route.request.url)
+        route.abort()
+
+    # Like a proxy that refuses multipart responses: every MJPEG request fails.
+    page.route(re.compile(r"/cameras/[^/]+/stream"), abort)
+    console.expect(r"^Failed to load resource: net::ERR_FAILED$", f"{edge.url}/cameras/")
+    try:
+        goto(page, edge.url + "/")
+        for cam in SIZES:
+            wait_hud(page, cam, r"^WS · [\d.]+ fps")
+            assert_moving(page, cam)
+        wait_for(lambda: clients(edge) == {"cam0": ["websocket"], "cam1": ["websocket"]}, 5, 0.1, "WebSockets only")
+        page.wait_for_timeout(1000)
+        assert len(aborted) == 2, f"the fallback should stick, but MJPEG was retried: {aborted}"
+        console.check()
+    finally:
+        close(page)
+
+
+def test_auto_falls_back_to_ws_when_mjpeg_paints_nothing(browser: Browser, edge: EdgeServer) -> None:
+    page, console = open_viewer(browser, edge.url)
+    held: list[Any] = []
+    # Like a proxy that buffers the endless multipart response: the request never answers.
+    page.route(re.compile(r"/cameras/cam0/stream"), lambda route: held.append(route))
+    try:
+        goto(page, edge.url + "/")
+        wait_hud(page, "cam1", r"^MJPEG · cam")  # unaffected tile stays on MJPEG
+        t0 = time.monotonic()
+        wait_hud(page, "cam0", r"^WS · [\d.]+ fps", timeout=8)
+        assert held, "the MJPEG request was not intercepted"
+        assert_moving(page, "cam0")
+        assert_moving(page, "cam1")
+        assert time.monotonic() - t0 < 6
+        console.check()
+    finally:
+        page.unroute_all(behavior="ignoreErrors")
+        close(page)
+
+
+def test_snapshot_and_full_screen_buttons(browser: Browser, edge: EdgeServer) -> None:
+    page, console = open_viewer(browser, edge.url, accept_downloads=True)
+    try:
+        goto(page, edge.url + "/")
+        wait_hud(page, "cam1", r"^MJPEG · cam")
+        t = tile(page, "cam1")
+        with page.expect_download() as info:
+            t.locator("a.snap").click()
+        download = info.value
+        assert re.fullmatch(r"cam1.*\.jpg", download.suggested_filename), download.suggested_filename
+        data = Path(download.path()).read_bytes()
+        assert data[:2] == b"\xff\xd8" and data[-2:] == b"\xff\xd9", "snapshot is not a JPEG"
+
+        full = t.locator("button.full")
+        assert full.get_attribute("aria-label") == "Full screen: cam1"
+        full.click()
+        wait_for(lambda: full.get_attribute("aria-label") == "Exit full screen: cam1", 3, 0.05, "full screen on")
+        assert page.evaluate("document.fullscreenElement?.matches('section.tile')")
+        box = t.bounding_box()
+        assert box and box["width"] >= DESKTOP["width"] - 1 and box["height"] >= DESKTOP["height"] - 1
+        assert_moving(page, "cam1")
+        page.screenshot(path=str(ARTIFACTS / "fullscreen.png"))
+        full.click()
+        wait_for(lambda: full.get_attribute("aria-label") == "Full screen: cam1", 3, 0.05, "full screen off")
+        assert page.evaluate("document.fullscreenElement") is None
+        console.check()
+    finally:
+        close(page)
+
+
+def test_hidden_tab_stops_streaming_and_resumes(browser: Browser, edge: EdgeServer) -> None:
+    page, console = open_viewer(browser, edge.url)
+    try:
+        goto(page, edge.url + "/?mode=auto")
+        wait_for(lambda: clients(edge) == {"cam0": ["mjpeg"], "cam1": ["mjpeg"]}, 8, 0.1, "streams open")
+        # Headless tabs are always visible: simulate the browser hiding this one.
+        page.evaluate("""() => {
+            Object.defineProperty(document, "hidden", {configurable: true, get: () => true});
+            Object.defineProperty(document, "visibilityState", {configurable: true, get: () => "hidden"});
+            document.dispatchEvent(new Event("visibilitychange"));
+        }""")
+        wait_for(lambda: clients(edge) == {"cam0": [], "cam1": []}, 5, 0.1, "all streams closed while hidden")
+        page.evaluate("""() => {
+            delete document.hidden;
+            delete document.visibilityState;
+            document.dispatchEvent(new Event("visibilitychange"));
+        }""")
+        wait_for(lambda: clients(edge) == {"cam0": ["mjpeg"], "cam1": ["mjpeg"]}, 5, 0.1, "streams reopened")
+        for cam in SIZES:
+            assert_moving(page, cam)
+        console.check()
+    finally:
+        close(page)
+
+
+def test_more_than_four_cameras_use_websocket_in_auto(
+    browser: Browser, start_server: Callable[..., EdgeServer]
+) -> None:
+    srv = start_server(cameras=[virtual_cam(f"c{i}", 160, 120, 5, 60) for i in range(5)])
+    page, console = open_viewer(browser, srv.url)
+    try:
+        goto(page, srv.url + "/")
+        for i in range(5):
+            wait_hud(page, f"c{i}", r"^WS · [\d.]+ fps")
+        assert "more than 4 cameras" in page.locator("#summary").inner_text()
+        assert page.locator("img.video[src]").count() == 0
+        console.check()
+    finally:
+        close(page)
+
+
+def test_tiles_recover_after_server_restart(browser: Browser, start_server: Callable[..., EdgeServer]) -> None:
+    srv = start_server(cameras=CAMERAS)
+    port = srv.port
+    pages = {}
+    try:
+        for mode in ("auto", "ws"):
+            page, console = open_viewer(browser, srv.url)
+            goto(page, f"{srv.url}/?mode={mode}")
+            pages[mode] = (page, console)
+        for mode, (page, _) in pages.items():
+            for cam in SIZES:
+                wait_hud(page, cam, r"^WS ·" if mode == "ws" else r"^MJPEG ·")
+        for _, console in pages.values():
+            console.check()
+            # Only while the server is away: refused connections are what a browser logs then.
+            console.expect(r"net::ERR_CONNECTION_(REFUSED|RESET)|net::ERR_EMPTY_RESPONSE", srv.url)
+            console.expect(r"^WebSocket connection to .* failed")
+
+        assert srv.stop(signal.SIGTERM) == 0
+        for mode, (page, _) in pages.items():
+            for cam in SIZES:
+                wait_for(lambda: notice(page, cam) == "reconnecting…", 8, 0.1, f"{mode}/{cam}: 'reconnecting…'")  # noqa: B023
+                assert tile(page, cam).locator(".state").inner_text() == "server unreachable"
+            assert "Reconnecting" in page.locator("#banner").inner_text()
+        ARTIFACTS.mkdir(exist_ok=True)
+        pages["auto"][0].screenshot(path=str(ARTIFACTS / "reconnecting.png"))
+
+        start_server(cameras=CAMERAS, port=port)
+        for mode, (page, _) in pages.items():
+            for cam in SIZES:
+                # MJPEG stays MJPEG: a server outage is not a reason to fall back.
+                wait_hud(page, cam, r"^WS · [\d.]+ fps" if mode == "ws" else r"^MJPEG · cam", timeout=15)
+                assert notice(page, cam) == ""
+                assert tile(page, cam).locator(".state").inner_text() == "streaming"
+                assert_moving(page, cam)
+            assert page.locator("#banner").is_hidden()
+        for _, console in pages.values():
+            console.allowed.clear()
+            console.check()
+    finally:
+        for page, _ in pages.values():
+            close(page)
+
+
+class _EmbedHandler(http.server.BaseHTTPRequestHandler):
+    body = b""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        if self.path != "/":
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_img_embedded_in_a_page_from_another_origin_plays(browser: Browser, edge: EdgeServer) -> None:
+    handler = type("Handler", (_EmbedHandler,), {})
+    handler.body = (
+        "<!doctype html><html><head><meta charset=utf-8><link rel=icon href='data:,'>"
+        "<title>dashboard</title></head><body style='margin:0'>"
+        f"<img id=cam alt=camera src='{edge.url}/cameras/cam0/stream'></body></html>"
+    ).encode()
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=other.serve_forever, daemon=True)
+    thread.start()
+    origin = f"http://127.0.0.1:{other.server_address[1]}"
+    assert origin != edge.url
+    page, console = open_viewer(browser, origin)
+    try:
+        goto(page, origin + "/")
+        img = page.locator("#cam")
+        wait_for(lambda: img.evaluate("(i) => i.naturalWidth") == 320, 5, 0.1, "the embedded stream to paint")
+        # Cross-origin pixels cannot be read from script: compare screenshots instead.
+        first = img.screenshot()
+        wait_for(lambda: img.screenshot() != first, 5, 0.2, "the embedded stream to move")
+        console.check()
+    finally:
+        close(page)
+        other.shutdown()
+        other.server_close()
+
+
+def test_page_assets_are_local_and_relative() -> None:
+    """No CDN (the appliance is offline) and no root-absolute URL (reverse-proxy sub-paths)."""
+    static = Path(__file__).resolve().parent.parent / "edge" / "static"
+    html = (static / "index.html").read_text()
+    for text in [html] + [p.read_text() for p in static.glob("*.js")] + [p.read_text() for p in static.glob("*.css")]:
+        assert not re.search(r"""(src|href)=["'](https?:)?//""", text), "external URL in the page"
+        assert not re.search(r"""(src|href)=["']/""", text), "root-absolute URL in the page"
+        assert not re.search(r"""(from|import\()\s*["']/""", text), "root-absolute module import"
+        assert not re.search(r"""["'`]/(api|cameras|static|stream|snapshot|ws)\b""", text), "root-absolute URL"
