@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test test-docker lint bench clean
 
 install: $(STAMP)
 
@@ -18,12 +18,16 @@ run: install
 	$(PY) -m edge --config $${EDGE_CONFIG:-config/edge.yaml}
 
 test: install
-	$(PY) -m ruff check edge tests benchmarks
+	$(PY) -m ruff check edge tests benchmarks deploy
 	$(PY) -m pytest
 
+# Builds the image on a private Docker engine and checks that it serves (needs root; CI runs it).
+test-docker: install
+	bash tests/docker/run.sh
+
 lint: install
-	$(PY) -m ruff check edge tests benchmarks
-	$(PY) -m ruff format --check edge tests benchmarks
+	$(PY) -m ruff check edge tests benchmarks deploy
+	$(PY) -m ruff format --check edge tests benchmarks deploy
 
 bench: install
 	$(PY) benchmarks/bench.py
