@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-import math
 import time
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -22,12 +22,14 @@ from . import __version__
 from .capture import State
 from .config import Config
 from .mjpeg import MJPEGResponse
+from .pump import fps_cap_error
 from .state import Camera, EdgeState
 from .websocket import serve_websocket
 
 log = logging.getLogger("edge.app")
 
 FIRST_FRAME_WAIT = 3.0  # start-up waits this long for each camera's first frame
+CAPTURE_STOP_TIMEOUT = 1.5  # shutdown waits this long for capture threads (daemons: the process exits anyway)
 
 
 class BadRequest(Exception):
@@ -95,8 +97,14 @@ async def _first_frames(state: EdgeState) -> None:
 
 
 def _stop_captures(state: EdgeState) -> None:
-    for cam in state.cameras.values():
-        cam.capture.stop(timeout=2.0)
+    # Tell every camera first, then wait for all against one deadline: a source stuck in a
+    # blocking read must not hold up the others' release.
+    captures = [cam.capture for cam in state.cameras.values()]
+    for capture in captures:
+        capture.request_stop()
+    deadline = time.monotonic() + CAPTURE_STOP_TIMEOUT
+    for capture in captures:
+        capture.join(max(deadline - time.monotonic(), 0.0))
 
 
 def _state(request: Request | WebSocket) -> EdgeState:
@@ -119,8 +127,9 @@ def _fps_cap(request: Request, camera: Camera) -> float | None:
         fps = float(raw)
     except ValueError:
         raise BadRequest(400, f"fps must be a number, got {raw!r}") from None
-    if not math.isfinite(fps) or not 0 < fps <= camera.config.fps:
-        raise BadRequest(400, f"fps must be > 0 and <= the camera's {camera.config.fps:g} fps, got {raw!r}")
+    error = fps_cap_error(fps, camera.config.fps)
+    if error:
+        raise BadRequest(400, f"fps {error}")
     return fps
 
 
@@ -135,8 +144,12 @@ async def _page(request: Request) -> Response:
     mode = request.query_params.get("mode", "auto")
     if mode not in ("auto", "mjpeg", "ws"):
         raise BadRequest(400, f"mode must be auto, mjpeg or ws, got {mode!r}")
-    page = resources.files("edge").joinpath("static/index.html").read_text(encoding="utf-8")
-    return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+    return HTMLResponse(_index_html(), headers={"Cache-Control": "no-cache"})
+
+
+@functools.cache
+def _index_html() -> str:
+    return resources.files("edge").joinpath("static/index.html").read_text(encoding="utf-8")
 
 
 async def _stream(request: Request) -> Response:

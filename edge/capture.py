@@ -64,12 +64,19 @@ class Capture:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 3.0) -> None:
+    def request_stop(self) -> None:
         self._stop.set()
+
+    def join(self, timeout: float) -> None:
         if self._thread.is_alive():
             self._thread.join(timeout)
         if self._thread.is_alive():
-            log.warning("%s: capture thread did not stop within %.1f s", self.cam.name, timeout)
+            # OpenCV reads cannot be interrupted; the thread is a daemon and ends with the process.
+            log.warning("%s: capture thread still busy in its source after shutdown began", self.cam.name)
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self.request_stop()
+        self.join(timeout)
 
     @property
     def alive(self) -> bool:
@@ -104,8 +111,8 @@ class Capture:
             while not self._stop.is_set():
                 try:
                     self._open_source()
-                    if self._stream():  # returns after a clean stop
-                        break
+                    self._stream()  # returns only when asked to stop
+                    break
                 except SourceError as exc:
                     self._close_source()
                     if self.frames_since_open:  # it worked for a while: start the backoff over
@@ -116,6 +123,7 @@ class Capture:
                 except Exception:  # a bug or an OpenCV surprise must not kill the camera for good
                     log.exception("%s: capture failed unexpectedly; retrying", self.cam.name)
                     self._close_source()
+                    self.state = State.RECONNECTING
                     self._wait_with_placeholder(backoff, "internal error")
                     backoff = min(backoff * 2, BACKOFF_MAX)
         finally:
@@ -132,15 +140,15 @@ class Capture:
             self._source = make_source(self.cam, self._stop)
         self._source.open()
 
-    def _stream(self) -> bool:
-        """Read and publish until the source fails (raises) or stop is asked (returns True)."""
+    def _stream(self) -> None:
+        """Read and publish until the source fails (raises) or stop is asked (returns)."""
         source = self._source
         assert source is not None
         self.width, self.height = source.width, source.height
         while True:
             frame = source.read()
             if frame is None or self._stop.is_set():
-                return True
+                return
             if self.state is not State.STREAMING:
                 height, width = frame.shape[:2]
                 log.info("%s: streaming from %s (%dx%d)", self.cam.name, source.description, width, height)

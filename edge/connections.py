@@ -1,8 +1,9 @@
 """Per-connection state, the registry of open streams, and the contextvar naming the connection.
 
-This is the seed program's ``threading.local`` idea done for asyncio: each stream has one
-:class:`Connection` object that only its own task mutates, and a ``contextvars`` variable
-set inside that task lets every log line written while serving it name it.
+Each stream has one :class:`Connection` object that only its own task mutates (what a
+thread-per-client server would keep in ``threading.local``), and a ``contextvars`` variable
+set inside that task makes every log line written while serving it name it, with no
+connection object passed down to the code that logs.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import contextvars
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+import anyio
 
 current_connection: contextvars.ContextVar[str] = contextvars.ContextVar("edge_connection", default="-")
 
@@ -45,8 +48,10 @@ class Connection:
     frames_dropped: int = 0
     bytes_sent: int = 0
     last_seq: int = 0  # camera sequence number of the last frame sent
-    # set by the stream while it runs: ends it cleanly at shutdown
-    stop: Callable[[], None] | None = field(default=None, repr=False)
+    # The stream's frame loop runs inside this scope; cancelling it (shutdown) ends the stream
+    # cleanly. It exists from registration on, so a stop that comes before the loop starts is
+    # not lost: a scope cancelled before it is entered cancels on entry.
+    pumping: anyio.CancelScope = field(default_factory=anyio.CancelScope, repr=False)
 
     def as_status(self) -> dict[str, Any]:
         return {
@@ -88,10 +93,12 @@ class Registry:
         self.totals: dict[tuple[str, str], Totals] = {}
         self._empty = asyncio.Event()
         self._empty.set()
+        self.stopping = False  # shutting down: no new streams
 
     @property
     def full(self) -> bool:
-        return len(self._open) >= self.max_clients
+        """No slot for another stream (all taken, or the server is shutting down)."""
+        return self.stopping or len(self._open) >= self.max_clients
 
     def __len__(self) -> int:
         return len(self._open)
@@ -141,9 +148,9 @@ class Registry:
 
     async def stop_all(self, timeout: float) -> bool:
         """Ask every stream to end and wait up to ``timeout`` s; ``True`` if all ended."""
+        self.stopping = True
         for conn in self:
-            if conn.stop is not None:
-                conn.stop()
+            conn.pumping.cancel()
         try:
             await asyncio.wait_for(self._empty.wait(), timeout)
         except TimeoutError:

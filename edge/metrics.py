@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .capture import State
+
 if TYPE_CHECKING:
     from .state import EdgeState
 
@@ -62,7 +64,7 @@ class _StateCollector(Collector):
         for cam in state.cameras.values():
             capture = cam.capture
             captured.add_metric([cam.name], capture.frames_captured)
-            up.add_metric([cam.name], 1.0 if capture.state.value == "streaming" else 0.0)
+            up.add_metric([cam.name], 1.0 if capture.state is State.STREAMING else 0.0)
             fps.add_metric([cam.name], capture.measured_fps())
             for kind in KINDS:
                 totals = state.registry.totals_for(cam.name, kind)

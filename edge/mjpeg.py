@@ -78,8 +78,7 @@ class MJPEGResponse(Response):
                 tg.cancel_scope.cancel()
 
             tg.start_soon(watch_disconnect)
-            with anyio.CancelScope() as pumping:
-                conn.stop = pumping.cancel
+            with conn.pumping:
                 while True:
                     frame = await pump.next()
                     part = frame.mjpeg_part
@@ -92,5 +91,8 @@ class MJPEGResponse(Response):
 
 
 def over_capacity(registry: Registry) -> Response:
-    message = f"all {registry.max_clients} stream slots are in use; try again shortly"
+    if registry.stopping:
+        message = "the server is shutting down; try again shortly"
+    else:
+        message = f"all {registry.max_clients} stream slots are in use; try again shortly"
     return JSONResponse({"error": message}, status_code=503, headers={"Retry-After": "2"})

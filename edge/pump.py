@@ -21,6 +21,7 @@ kernel's unsent low-water amount: under two frames for normal frame sizes.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ from .connections import Connection, Totals
 from .slot import Frame, FrameSlot
 
 Drain = Callable[[], Awaitable[None]]
+# A per-client cap below this is no stream any more (one frame every 100 s); it also keeps
+# the cap arithmetic finite for absurd values such as 5e-324.
+MIN_FPS_CAP = 0.01
 FLOW_EXTENSION = "edge.flow"
 
 
@@ -45,6 +49,13 @@ class Flow:
 
     drain: Drain
     abort: Callable[[], None]
+
+
+def fps_cap_error(fps: float, camera_fps: float) -> str | None:
+    """Why ``fps`` is no valid per-client cap (query ``fps=`` or WebSocket settings), or ``None``."""
+    if not math.isfinite(fps) or not MIN_FPS_CAP <= fps <= camera_fps:
+        return f"must be between {MIN_FPS_CAP:g} and the camera's {camera_fps:g} fps, got {fps:g}"
+    return None
 
 
 def flow_of(scope: dict[str, Any]) -> Flow | None:
@@ -70,7 +81,7 @@ class FramePump:
         self.drain = drain
         self.totals = totals
         self.frame_age = frame_age
-        self._due = 0.0  # loop time before which a capped connection gets no new frame
+        self._due = 0.0  # loop time when a capped connection is next due a frame (see next())
 
     async def next(self) -> Frame:
         """Wait until the client can take a frame and one is due, then return the newest."""
@@ -106,5 +117,6 @@ class FramePump:
         if conn.fps_cap is not None:
             now = asyncio.get_running_loop().time()
             interval = 1.0 / conn.fps_cap
-            # Keep to a grid, but never bank time: a late frame must not cause a burst.
+            # Keep to a grid, but bank at most half an interval: after a late frame the next one
+            # comes no sooner than half an interval later, so lateness never becomes a burst.
             self._due = max(self._due + interval, now + interval / 2)

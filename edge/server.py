@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import socket
 from collections.abc import Awaitable, Callable
 from types import FrameType
@@ -113,11 +114,21 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None:
+            scope["extensions"][FLOW_EXTENSION] = Flow(self.writable.wait, self.transport.abort)  # type: ignore[typeddict-unknown-key]
 
-            async def drain() -> None:
-                await self.writable.wait()
-
-            scope["extensions"][FLOW_EXTENSION] = Flow(drain, self.transport.abort)  # type: ignore[typeddict-unknown-key]
+    def send_receive_event_to_app(self) -> None:
+        # uvicorn logs a traceback at ERROR for a text message that is not UTF-8; that is the
+        # client's fault, so close with 1007 (invalid data) and say so at INFO instead.
+        if self.curr_msg_data_type == "text":
+            try:
+                b"".join(self.frames).decode()
+            except UnicodeDecodeError:
+                self.frames = []
+                self.logger.info("closing with 1007: a text message was not valid UTF-8")
+                self.conn.fail(1007, "invalid UTF-8 in a text message")
+                self.handle_parser_exception()
+                return
+        super().send_receive_event_to_app()
 
     async def send(self, message: Any) -> None:
         await super().send(message)
@@ -153,6 +164,7 @@ class EdgeServer(uvicorn.Server):
         # Streams never end on their own, and uvicorn waits for them before telling the
         # app to shut down: end them first; those stuck on a client that stopped reading
         # are aborted by the protocols' shutdown() below.
+        log.info("shutting down: ending open streams")
         if not await self._stop_streams(STREAM_STOP_GRACE):
             log.info("some streams did not end within %.1f s; aborting them", STREAM_STOP_GRACE)
         await super().shutdown(sockets)
@@ -160,7 +172,7 @@ class EdgeServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Unlike uvicorn, do not remember the signal to re-raise it after shutdown: a
         # requested shutdown that went well exits 0, not 128+signal.
-        if self.should_exit and sig == 2:
+        if self.should_exit and sig == signal.SIGINT:
             self.force_exit = True
         else:
             self.should_exit = True
@@ -173,6 +185,10 @@ def uvicorn_config(app: Any, log_level: str) -> uvicorn.Config:
         ws=EdgeWebSocketProtocol,
         ws_per_message_deflate=False,  # JPEGs do not compress; deflate only burns CPU
         ws_max_size=64 * 1024,  # client messages are small JSON
+        # No keepalive pings: a viewer that stops reading cannot answer them, and would be
+        # closed after 40 s instead of getting fresh frames when it reads again (contract
+        # §5); a dead peer still surfaces as a failed send, and shutdown aborts stalled ones.
+        ws_ping_interval=None,
         lifespan="on",
         access_log=False,  # one line per stream comes from connections.py instead
         log_config=None,

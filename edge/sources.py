@@ -2,8 +2,9 @@
 
 A source hands out BGR ``numpy`` frames. Sources that have no clock of their own (the
 virtual camera, video files) pace themselves to the configured rate; devices and URLs
-are paced by the hardware or the network. Every blocking wait takes the capture
-thread's stop event so shutdown never waits out a frame period.
+are paced by the hardware or the network. Our own waits take the capture thread's stop
+event so shutdown does not wait out a frame period; OpenCV's reads cannot be interrupted,
+which is why URL sources get read timeouts and capture threads are daemons.
 """
 
 from __future__ import annotations

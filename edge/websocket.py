@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 from typing import Any
 
 import anyio
@@ -18,7 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .connections import Connection, remote_of
-from .pump import FramePump, flow_of
+from .pump import FramePump, flow_of, fps_cap_error
 from .state import Camera, EdgeState
 
 log = logging.getLogger("edge.websocket")
@@ -42,6 +41,9 @@ async def serve_websocket(websocket: WebSocket, state: EdgeState, camera: Camera
         return
     await websocket.accept()
     registry = state.registry
+    if registry.stopping:
+        await websocket.close(CLOSE_GOING_AWAY, "server shutting down")
+        return
     if registry.full:
         await websocket.close(CLOSE_TRY_AGAIN, "too many clients, try again later")
         return
@@ -69,7 +71,7 @@ class Session:
         )
         self.acked = asyncio.Event()  # set when the client may get the next frame in ack mode
         self.acked.set()
-        self.acks_exempt = 0
+        self.last_free_ack = 0  # seq of the last ack let through without counting
         self.window_start = 0.0
         self.window_count = 0
         self.close_with: tuple[int, str] | None = None  # the reader's verdict: (0, "") = client gone
@@ -86,9 +88,8 @@ class Session:
         }
         await self.ws.send_text(json.dumps(hello))
         async with anyio.create_task_group() as tg:
-            with anyio.CancelScope() as pumping:
-                self.conn.stop = pumping.cancel
-                tg.start_soon(self._read_until_close, pumping)
+            with self.conn.pumping:
+                tg.start_soon(self._read_until_close)
                 await self._pump()
             tg.cancel_scope.cancel()
         # The pump stopped: shutdown asked (no verdict yet), or the reader gave one.
@@ -110,7 +111,7 @@ class Session:
         except (WebSocketDisconnect, OSError):
             self.close_with = (0, "")  # gone: nothing to close
 
-    async def _read_until_close(self, pumping: anyio.CancelScope) -> None:
+    async def _read_until_close(self) -> None:
         try:
             while self.close_with is None:
                 await self._read_one()
@@ -119,7 +120,7 @@ class Session:
             self.close_with = (CLOSE_POLICY, str(exc))
         except (WebSocketDisconnect, OSError):
             self.close_with = (0, "")
-        pumping.cancel()
+        self.conn.pumping.cancel()
 
     async def _read_one(self) -> None:
         message = await self.ws.receive()
@@ -129,17 +130,19 @@ class Session:
         if message.get("bytes") is not None:
             raise PolicyViolation("binary messages are not accepted")
         msg, error = parse_message(message.get("text") or "")
-        self._police_rate(free=msg is not None and msg.get("type") == "ack" and error is None)
+        is_ack = msg is not None and msg.get("type") == "ack" and error is None
+        self._police_rate(ack_seq=msg["seq"] if is_ack and msg is not None else None)
         if error is None and msg is not None:
             error = self._apply_settings(msg) if msg["type"] == "settings" else self._apply_ack(msg)
         if error:
             log.info("client message rejected: %s", error)
             await self.ws.send_text(json.dumps({"type": "error", "message": error}))
 
-    def _police_rate(self, free: bool) -> None:
-        """Close floods; one well-formed ack per frame sent does not count."""
-        if free and self.acks_exempt < self.conn.frames_sent:
-            self.acks_exempt += 1
+    def _police_rate(self, ack_seq: int | None) -> None:
+        """Close floods. An ack of a frame sent since the last free ack does not count, so a
+        client gets one free ack per frame sent, and never a stock of them to flood with."""
+        if ack_seq is not None and self.last_free_ack < ack_seq <= self.conn.last_seq:
+            self.last_free_ack = ack_seq
             return
         now = asyncio.get_running_loop().time()
         if now - self.window_start >= 1.0:
@@ -158,12 +161,12 @@ class Session:
         if unknown:
             return f"unknown settings field(s): {', '.join(sorted(unknown))}"
         fps, ack = msg.get("fps", self.conn.fps_cap), msg.get("ack", self.conn.ack_mode)
-        camera_fps = self.camera.config.fps
         if fps is not None:
-            if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps):
+            if isinstance(fps, bool) or not isinstance(fps, (int, float)):
                 return "settings.fps must be a number"
-            if not 0 < fps <= camera_fps:
-                return f"settings.fps must be > 0 and <= the camera's {camera_fps:g} fps"
+            error = fps_cap_error(fps, self.camera.config.fps)
+            if error:
+                return f"settings.fps {error}"
         if not isinstance(ack, bool):
             return "settings.ack must be true or false"
         self.conn.fps_cap = float(fps) if fps is not None else None
