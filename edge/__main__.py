@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import sys
 
-from .config import ConfigError, default_config_path, load_config
+from .config import Config, ConfigError, default_config_path, load_config
+from .logs import setup_logging
+from .redact import source_secrets
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(conn)s] %(message)s"
 
 log = logging.getLogger("edge")
 
@@ -36,34 +38,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, help="listen port, 0 for any free port (overrides server.port)")
     parser.add_argument("--log-level", help="critical, error, warning, info or debug (overrides server.log_level)")
     return parser.parse_args(argv)
-
-
-def setup_logging(level: str) -> None:
-    from .connections import ConnectionFilter
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    handler.addFilter(ConnectionFilter())  # on the handler, so uvicorn's records get it too
-    handler.addFilter(_quiet_per_connection_lines)
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error"):
-        logging.getLogger(name).setLevel(level.upper())
-
-
-_PER_CONNECTION = ('%s - "WebSocket %s"', "connection open", "connection closed", "connection rejected")
-
-
-def _quiet_per_connection_lines(record: logging.LogRecord) -> bool:
-    """Drop uvicorn's and websockets' per-connection INFO lines: at 100 viewers they are
-    noise, and connections.py logs one open and one close line per stream instead."""
-    return not (
-        record.levelno == logging.INFO
-        and record.name == "uvicorn.error"
-        and isinstance(record.msg, str)
-        and record.msg.startswith(_PER_CONNECTION)
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"edge: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    setup_logging(config.server.log_level)
+    setup_logging(config.server.log_level, _secrets(config))
     try:
         return serve(config)
     except KeyboardInterrupt:
@@ -99,12 +73,20 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
-def serve(config: object) -> int:
-    from .app import create_app
-    from .config import Config
-    from .server import EdgeServer, ListenError, listen_socket, uvicorn_config
+def _secrets(config: Config) -> set[str]:
+    """Every secret the config holds, for the log's masking filter."""
+    secrets: set[str] = set(config.server.tokens)
+    if config.server.auth is not None:
+        secrets.add(config.server.auth.password)
+    for cam in config.cameras:
+        secrets |= source_secrets(cam.source)
+    return secrets
 
-    assert isinstance(config, Config)
+
+def serve(config: Config) -> int:
+    from .app import create_app
+    from .server import EdgeServer, ListenError, listen_socket, raise_open_files_limit, uvicorn_config
+
     server_cfg = config.server
     try:
         sock = listen_socket(server_cfg.host, server_cfg.port)
@@ -112,16 +94,28 @@ def serve(config: object) -> int:
         log.error("%s", exc)
         return EXIT_FAILURE
     host, port = sock.getsockname()[:2]
+    open_files = raise_open_files_limit()
+    log.debug("open files limit: %d", open_files)
+    if not server_cfg.access_controlled and not _is_loopback(host):
+        log.warning(
+            "serving %s without access control: anyone who can reach port %d can watch the cameras; "
+            "set server.auth or server.tokens_file (see the README's 'Hardened setup')",
+            host,
+            port,
+        )
     app = create_app(config)
     state = app.state.edge
     shown = f"[{host}]" if ":" in host else host
+    scheme = "https" if server_cfg.tls else "http"
 
     def started() -> None:
         names = ", ".join(f"{c.name} ({c.capture.source_description})" for c in state.cameras.values())
         # Printed at every log level: scripts and tests wait for this line to learn the port.
-        print(f"edge {_version()} listening on http://{shown}:{port}  cameras: {names}", file=sys.stderr, flush=True)
+        print(
+            f"edge {_version()} listening on {scheme}://{shown}:{port}  cameras: {names}", file=sys.stderr, flush=True
+        )
 
-    server = EdgeServer(uvicorn_config(app, server_cfg.log_level), state.registry.stop_all, started)
+    server = EdgeServer(uvicorn_config(app, server_cfg), state.registry.stop_all, started)
     # uvicorn's loop choice (uvloop when installed): the default loop costs ~2x the CPU per frame sent.
     with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
         runner.run(server.serve(sockets=[sock]))
@@ -129,6 +123,13 @@ def serve(config: object) -> int:
         return EXIT_FAILURE
     log.info("stopped")
     return EXIT_OK
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _env_port(value: str | None, path: str) -> int | None:

@@ -6,23 +6,29 @@ import asyncio
 import contextlib
 import functools
 import logging
+import resource
 import time
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
+from urllib.parse import quote
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import Match, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from . import __version__
+from .access import AccessControl, deny
 from .capture import State
 from .config import Config
 from .mjpeg import MJPEGResponse
 from .pump import fps_cap_error
+from .redact import redact_source
 from .state import Camera, EdgeState
 from .websocket import serve_websocket
 
@@ -83,10 +89,30 @@ def create_app(config: Config) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(AccessControl, config=config.server)],
         exception_handlers={BadRequest: _bad_request, 404: _not_found, 405: _not_allowed},
     )
+    # Starlette's slash redirects are absolute URLs built from the Host header: behind a proxy
+    # they drop its path prefix, and a forged Host picks where the client goes. _not_found
+    # answers them with a relative Location instead.
+    app.router.redirect_slashes = False
+    app.router.default = _no_route(app.router.default)
     app.state.edge = state
     return app
+
+
+def _no_route(http_default: ASGIApp) -> ASGIApp:
+    """A WebSocket upgrade to a path without a WebSocket route gets a JSON 404 (Starlette's
+    default closes it before accepting, which a client sees as a bare 403)."""
+
+    async def default(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            response = JSONResponse({"error": f"no WebSocket at {scope['path']}"}, status_code=404)
+            await deny(response, scope, receive, send)
+            return
+        await http_default(scope, receive, send)
+
+    return default
 
 
 async def _first_frames(state: EdgeState) -> None:
@@ -182,12 +208,20 @@ async def _websocket(websocket: WebSocket) -> None:
 
 async def _status(request: Request) -> Response:
     state = _state(request)
+    server = state.config.server
     cameras = [_camera_status(state, cam) for cam in state.cameras.values()]
     body = {
         "version": __version__,
         "uptime_s": round(time.monotonic() - state.started, 1),
         "clients_total": len(state.registry),
         "max_clients": state.registry.max_clients,
+        "max_streams_per_address": state.registry.max_per_address,
+        "open_files_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        "access": {
+            "auth": server.auth is not None,
+            "tokens": server.tokens_file is not None,
+            "tls": server.tls is not None,
+        },
         "cameras": cameras,
     }
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
@@ -199,7 +233,9 @@ def _camera_status(state: EdgeState, cam: Camera) -> dict[str, Any]:
         "name": cam.name,
         "source": capture.source_description,
         "source_kind": capture.source_kind,
-        "configured_source": cam.config.source,
+        "configured_source": redact_source(cam.config.source)
+        if isinstance(cam.config.source, str)
+        else cam.config.source,
         "state": capture.state.value,
         "width": capture.width,
         "height": capture.height,
@@ -240,8 +276,28 @@ async def _bad_request(request: Request, exc: Exception) -> Response:
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
+    location = _slash_redirect(request)
+    if location is not None:
+        return Response(status_code=307, headers={"Location": location})
     return JSONResponse({"error": f"no such path: {request.url.path}"}, status_code=404)
 
 
+def _slash_redirect(request: Request) -> str | None:
+    """A relative ``Location`` for a path that exists with (or without) one trailing slash:
+    it resolves against whatever URL the client used, reverse-proxy prefix included."""
+    path = request.scope["path"]
+    if path == "/" or path.endswith("//"):
+        return None
+    other = path[:-1] if path.endswith("/") else path + "/"
+    scope = {**request.scope, "path": other}
+    if not any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+        return None
+    last = quote(other.rstrip("/").rsplit("/", 1)[-1])
+    location = f"../{last}" if path.endswith("/") else f"{last}/"
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    return f"{location}?{query}" if query else location
+
+
 async def _not_allowed(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"error": f"method {request.method} not allowed here"}, status_code=405)
+    headers = getattr(exc, "headers", None)  # Starlette's 405 carries the Allow header
+    return JSONResponse({"error": f"method {request.method} not allowed here"}, status_code=405, headers=headers)

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from .config import CameraConfig
+from .redact import redact_source
 from .slot import Frame, FrameSlot
 from .sources import Source, SourceError, make_placeholder, make_source, resolve_auto
 
@@ -88,7 +89,7 @@ class Capture:
     def source_description(self) -> str:
         if self._source is not None:
             return self._source.description
-        return str(self.cam.source)
+        return redact_source(self.cam.source)
 
     @property
     def source_kind(self) -> str:

@@ -6,9 +6,11 @@ config on a headless device is found from one line of log, not a traceback.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
+import ssl
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,11 +34,45 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class AuthConfig:
+    """HTTP Basic credentials. The password is read from a file or the environment at load
+    time (never written in the YAML) and kept out of ``repr`` so it cannot reach a log line."""
+
+    username: str
+    password: str = field(repr=False)
+    source: str = ""  # where the password came from ("file /run/secrets/x", "env EDGE_PASSWORD")
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    certfile: str
+    keyfile: str
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     max_clients: int = 64
     log_level: str = "info"
+    auth: AuthConfig | None = None
+    tokens: tuple[str, ...] = field(default=(), repr=False)
+    tokens_file: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    tls: TLSConfig | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    request_timeout: float = 10.0
+    keepalive_timeout: float = 5.0
+    stall_timeout: float = 60.0
+    max_streams_per_address: int = 0
+    max_request_head: int = 64 * 1024
+    max_headers: int = 100
+
+    @property
+    def access_controlled(self) -> bool:
+        """Whether anything stands between a client and the cameras."""
+        return self.auth is not None or self.tokens_file is not None
 
 
 @dataclass(frozen=True)
@@ -105,16 +141,185 @@ def parse_config(data: Any, path: str) -> Config:
     return Config(cameras=cameras, server=server, path=path)
 
 
+_SERVER_KEYS = {
+    "host",
+    "port",
+    "max_clients",
+    "log_level",
+    "auth",
+    "tokens_file",
+    "allowed_origins",
+    "allowed_hosts",
+    "tls",
+    "trusted_proxies",
+    "request_timeout",
+    "keepalive_timeout",
+    "stall_timeout",
+    "max_streams_per_address",
+    "max_request_head",
+    "max_headers",
+}
+
+
 def _server(data: Any, path: str) -> ServerConfig:
     table = _mapping(data if data is not None else {}, "server", path)
-    _no_unknown(table, {"host", "port", "max_clients", "log_level"}, "server", path)
+    _no_unknown(table, _SERVER_KEYS, "server", path)
     d = ServerConfig()
+    tokens_file = table.get("tokens_file")
+    if tokens_file is not None:
+        tokens_file = _existing_file(tokens_file, "server.tokens_file", path)
     return ServerConfig(
         host=_host(table.get("host", d.host), "server.host", path),
         port=_int_in(table.get("port", d.port), "server.port", path, 0, 65535),
         max_clients=_int_in(table.get("max_clients", d.max_clients), "server.max_clients", path, 1, 100_000),
         log_level=_log_level(table.get("log_level", d.log_level), "server.log_level", path),
+        auth=_auth(table["auth"], path) if table.get("auth") is not None else None,
+        tokens=_tokens(tokens_file, path) if tokens_file else (),
+        tokens_file=tokens_file,
+        allowed_origins=_origins(table.get("allowed_origins", []), "server.allowed_origins", path),
+        allowed_hosts=_hosts(table.get("allowed_hosts", []), "server.allowed_hosts", path),
+        tls=_tls(table["tls"], path) if table.get("tls") is not None else None,
+        trusted_proxies=_proxies(table.get("trusted_proxies", []), "server.trusted_proxies", path),
+        request_timeout=_seconds(table.get("request_timeout", d.request_timeout), "server.request_timeout", path),
+        keepalive_timeout=_seconds(
+            table.get("keepalive_timeout", d.keepalive_timeout), "server.keepalive_timeout", path
+        ),
+        stall_timeout=_seconds(table.get("stall_timeout", d.stall_timeout), "server.stall_timeout", path),
+        max_streams_per_address=_int_in(
+            table.get("max_streams_per_address", d.max_streams_per_address),
+            "server.max_streams_per_address",
+            path,
+            0,
+            100_000,
+        ),
+        max_request_head=_int_in(
+            table.get("max_request_head", d.max_request_head), "server.max_request_head", path, 1024, 1024 * 1024
+        ),
+        max_headers=_int_in(table.get("max_headers", d.max_headers), "server.max_headers", path, 8, 1000),
     )
+
+
+def _auth(data: Any, path: str) -> AuthConfig:
+    key = "server.auth"
+    table = _mapping(data, key, path)
+    if "password" in table:
+        raise ConfigError(
+            path,
+            f"{key}.password",
+            "a password is never written in the config file; put it in a file (password_file) "
+            "or an environment variable (password_env)",
+        )
+    _no_unknown(table, {"username", "password_file", "password_env"}, key, path)
+    username = table.get("username")
+    if not isinstance(username, str) or not username or ":" in username:
+        raise ConfigError(path, f"{key}.username", f"must be a non-empty name without ':', got {_kind(username)}")
+    has_file, has_env = table.get("password_file") is not None, table.get("password_env") is not None
+    if has_file == has_env:
+        raise ConfigError(path, key, "set exactly one of password_file or password_env")
+    if has_file:
+        file = _existing_file(table["password_file"], f"{key}.password_file", path)
+        # A trailing newline is how editors and `echo` write the file; it is not part of the password.
+        password = _read_secret(file, f"{key}.password_file", path).rstrip("\r\n")
+        where = f"file {file}"
+    else:
+        name = table["password_env"]
+        if not isinstance(name, str) or not name:
+            raise ConfigError(path, f"{key}.password_env", f"must name an environment variable, got {_kind(name)}")
+        password = os.environ.get(name, "")
+        where = f"environment variable {name}"
+        if not password:
+            raise ConfigError(path, f"{key}.password_env", f"environment variable {name} is not set or empty")
+    if not password:
+        raise ConfigError(path, f"{key}.password_file", f"{where} holds an empty password")
+    return AuthConfig(username=username, password=password, source=where)
+
+
+def _tokens(file: str, path: str) -> tuple[str, ...]:
+    key = "server.tokens_file"
+    lines = _read_secret(file, key, path).splitlines()
+    tokens = tuple(t for t in (line.strip() for line in lines) if t and not t.startswith("#"))
+    if not tokens:
+        raise ConfigError(path, key, f"{file} lists no token (one per line; # starts a comment)")
+    for n, token in enumerate(tokens, 1):
+        # A short token can be guessed by anyone on the LAN: it guards the same video as the password.
+        if len(token) < 16 or not token.isprintable() or " " in token:
+            raise ConfigError(path, key, f"token {n} in {file} must be at least 16 printable characters without spaces")
+    return tokens
+
+
+def _read_secret(file: str, key: str, path: str) -> str:
+    try:
+        return Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+        raise ConfigError(path, key, f"cannot read {file}: {reason}") from None
+
+
+def _existing_file(value: Any, key: str, path: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(path, key, f"must be a file path, got {_kind(value)}")
+    file = os.path.expanduser(value.strip())
+    if not os.path.isfile(file):
+        raise ConfigError(path, key, f"file {file} does not exist")
+    return file
+
+
+def _tls(data: Any, path: str) -> TLSConfig:
+    table = _mapping(data, "server.tls", path)
+    _no_unknown(table, {"certfile", "keyfile"}, "server.tls", path)
+    for name in ("certfile", "keyfile"):
+        if name not in table:
+            raise ConfigError(path, f"server.tls.{name}", "missing; TLS needs both a certificate and its key")
+    certfile = _existing_file(table["certfile"], "server.tls.certfile", path)
+    keyfile = _existing_file(table["keyfile"], "server.tls.keyfile", path)
+    try:  # fail at start-up with the reason, not at the first client's handshake
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(certfile, keyfile)
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+        raise ConfigError(path, "server.tls", f"cannot load {certfile} with {keyfile}: {reason}") from None
+    return TLSConfig(certfile, keyfile)
+
+
+def _strings(value: Any, key: str, path: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(path, key, f"must be a list of strings, got {_kind(value)}")
+    return [v.strip() for v in value]
+
+
+def _origins(value: Any, key: str, path: str) -> tuple[str, ...]:
+    origins = _strings(value, key, path)
+    for i, origin in enumerate(origins):
+        if origin != "*" and not re.match(r"^https?://[^/?#\s]+$", origin):
+            raise ConfigError(path, f"{key}[{i}]", f"must be * or an origin like https://example.com, got {origin!r}")
+    return tuple(o.lower().rstrip("/") for o in origins)
+
+
+def _hosts(value: Any, key: str, path: str) -> tuple[str, ...]:
+    hosts = _strings(value, key, path)
+    for i, host in enumerate(hosts):
+        if host != "*" and not re.match(r"^(\*\.)?[A-Za-z0-9.-]+$", host):
+            raise ConfigError(path, f"{key}[{i}]", f"must be * or a host name like cam.example.com, got {host!r}")
+    return tuple(h.lower() for h in hosts)
+
+
+def _proxies(value: Any, key: str, path: str) -> tuple[str, ...]:
+    proxies = _strings(value, key, path)
+    for i, proxy in enumerate(proxies):
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(
+                path, f"{key}[{i}]", f"must be an IP address or network like 127.0.0.1 or 10.0.0.0/8, got {proxy!r}"
+            ) from None
+    return tuple(proxies)
+
+
+def _seconds(value: Any, key: str, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(path, key, f"must be a number of seconds, got {_kind(value)}")
+    if not math.isfinite(value) or not 1 <= value <= 86_400:
+        raise ConfigError(path, key, f"must be between 1 and 86400 seconds, got {value}")
+    return float(value)
 
 
 def _cameras(data: Any, path: str) -> tuple[CameraConfig, ...]:

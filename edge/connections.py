@@ -9,6 +9,7 @@ connection object passed down to the code that logs.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import itertools
 import logging
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+from starlette.types import Scope
 
 current_connection: contextvars.ContextVar[str] = contextvars.ContextVar("edge_connection", default="-")
 
@@ -81,24 +83,35 @@ class CapacityError(Exception):
 
 
 class Registry:
-    """The open streams, across all cameras; enforces ``max_clients``.
+    """The open streams, across all cameras; enforces ``max_clients`` and
+    ``max_streams_per_address`` (0: no per-address cap).
 
     Only the event loop thread touches it, so it needs no lock.
     """
 
-    def __init__(self, max_clients: int) -> None:
+    def __init__(self, max_clients: int, max_per_address: int = 0) -> None:
         self.max_clients = max_clients
+        self.max_per_address = max_per_address
         self._open: dict[str, Connection] = {}
+        self._per_address: collections.Counter[str] = collections.Counter()
         self._ids = itertools.count(1)
         self.totals: dict[tuple[str, str], Totals] = {}
         self._empty = asyncio.Event()
         self._empty.set()
         self.stopping = False  # shutting down: no new streams
 
-    @property
-    def full(self) -> bool:
-        """No slot for another stream (all taken, or the server is shutting down)."""
-        return self.stopping or len(self._open) >= self.max_clients
+    def refusal(self, address: str) -> str | None:
+        """Why a stream from ``address`` cannot open now (a message for the client), or ``None``."""
+        if self.stopping:
+            return "the server is shutting down; try again shortly"
+        if len(self._open) >= self.max_clients:
+            return f"all {self.max_clients} stream slots are in use; try again shortly"
+        if self.max_per_address and self._per_address[address] >= self.max_per_address:
+            return (
+                f"this address already has {self.max_per_address} open streams "
+                "(server.max_streams_per_address); close one and try again"
+            )
+        return None
 
     def __len__(self) -> int:
         return len(self._open)
@@ -116,16 +129,20 @@ class Registry:
         return self.totals.setdefault((camera, kind), Totals())
 
     @contextmanager
-    def open(self, kind: str, camera: str, remote: str) -> Iterator[Connection]:
+    def open(self, kind: str, camera: str, scope: Scope) -> Iterator[Connection]:
         """Register a stream for the duration of the block and name it in the log context.
 
-        Raises :class:`CapacityError` when full; callers check :attr:`full` first to
-        answer in their own protocol's terms (503, close 1013).
+        Raises :class:`CapacityError` when there is no room; callers check :meth:`refusal`
+        first to answer in their own protocol's terms (503, close 1013).
         """
-        if self.full:
-            raise CapacityError(f"all {self.max_clients} stream slots are in use")
+        address = address_of(scope)
+        reason = self.refusal(address)
+        if reason is not None:
+            raise CapacityError(reason)
+        remote = remote_of(scope)
         conn = Connection(id=f"c{next(self._ids)}", kind=kind, camera=camera, remote=remote)
         self._open[conn.id] = conn
+        self._per_address[address] += 1
         self._empty.clear()
         token = current_connection.set(conn.id)
         started = time.monotonic()
@@ -134,6 +151,9 @@ class Registry:
             yield conn
         finally:
             del self._open[conn.id]
+            self._per_address[address] -= 1
+            if not self._per_address[address]:
+                del self._per_address[address]
             if not self._open:
                 self._empty.set()
             log.info(
@@ -158,7 +178,13 @@ class Registry:
         return True
 
 
-def remote_of(scope: dict[str, Any]) -> str:
+def address_of(scope: Scope) -> str:
+    """The client's address (the forwarded one behind a trusted proxy: see ``server.py``)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def remote_of(scope: Scope) -> str:
     client = scope.get("client")
     if not client:
         return "unknown"

@@ -13,8 +13,9 @@ import anyio
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from .connections import Connection, Registry, remote_of
-from .pump import FramePump, flow_of
+from .connections import Connection, address_of
+from .logs import client_log
+from .pump import FramePump, Stalled, flow_of
 from .slot import BOUNDARY
 from .state import Camera, EdgeState
 
@@ -43,10 +44,11 @@ class MJPEGResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         registry = self.state.registry
-        if registry.full:
-            await over_capacity(registry)(scope, receive, send)
+        refusal = registry.refusal(address_of(scope))
+        if refusal is not None:
+            await over_capacity(refusal)(scope, receive, send)
             return
-        with registry.open("mjpeg", self.camera.name, remote_of(scope)) as conn:
+        with registry.open("mjpeg", self.camera.name, scope) as conn:
             conn.fps_cap = self.fps_cap
             await self._stream(scope, receive, send, conn)
 
@@ -61,9 +63,10 @@ class MJPEGResponse(Response):
             conn,
             self.camera.capture.slot,
             self.camera.config.fps,
-            flow.drain if flow else None,
+            flow,
             self.state.registry.totals_for(self.camera.name, "mjpeg"),
             self.state.metrics.frame_age.labels(self.camera.name, "mjpeg"),
+            self.state.config.server.stall_timeout,
         )
         disconnected = False
         async with anyio.create_task_group() as tg:
@@ -79,20 +82,22 @@ class MJPEGResponse(Response):
 
             tg.start_soon(watch_disconnect)
             with conn.pumping:
-                while True:
-                    frame = await pump.next()
-                    part = frame.mjpeg_part
-                    await send({"type": "http.response.body", "body": part, "more_body": True})
-                    pump.sent(frame, len(part))
+                try:
+                    while True:
+                        frame = await pump.next()
+                        part = frame.mjpeg_part
+                        await send({"type": "http.response.body", "body": part, "more_body": True})
+                        pump.sent(frame, len(part))
+                except Stalled as exc:
+                    client_log.info("closing the stream: %s", exc)
+                    if flow is not None:
+                        flow.abort()  # it cannot take even the end of the body
+                    disconnected = True
             # Shutdown asked us to stop: end the body properly so the client sees a clean end.
             if not disconnected:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
             tg.cancel_scope.cancel()
 
 
-def over_capacity(registry: Registry) -> Response:
-    if registry.stopping:
-        message = "the server is shutting down; try again shortly"
-    else:
-        message = f"all {registry.max_clients} stream slots are in use; try again shortly"
+def over_capacity(message: str) -> Response:
     return JSONResponse({"error": message}, status_code=503, headers={"Retry-After": "2"})

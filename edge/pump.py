@@ -16,6 +16,10 @@ reading, and each is capped:
 What a resuming client can receive that predates its resumption is therefore what its
 own receive buffer and the path hold, plus at most one partly written frame and the
 kernel's unsent low-water amount: under two frames for normal frame sizes.
+
+A client that reads nothing at all keeps its slot, though, so a connection that stays
+unwritable for ``stall_timeout`` seconds is given up (:class:`Stalled`): otherwise a few
+hosts that open streams and never read could hold every ``max_clients`` slot for ever.
 """
 
 from __future__ import annotations
@@ -44,17 +48,28 @@ class Flow:
     """What ``server.py`` puts in the ASGI scope so endpoints can see the transport's state.
 
     ``drain`` returns once the transport buffer is empty; ``abort`` drops a connection
-    whose client stopped reading (a graceful close would wait for it forever).
+    whose client stopped reading (a graceful close would wait for it forever); ``writable``
+    says without waiting whether ``drain`` would return at once.
     """
 
     drain: Drain
     abort: Callable[[], None]
+    writable: Callable[[], bool]
+
+
+class Stalled(Exception):
+    """The client has read nothing for ``stall_timeout`` seconds."""
 
 
 def fps_cap_error(fps: float, camera_fps: float) -> str | None:
     """Why ``fps`` is no valid per-client cap (query ``fps=`` or WebSocket settings), or ``None``."""
-    if not math.isfinite(fps) or not MIN_FPS_CAP <= fps <= camera_fps:
-        return f"must be between {MIN_FPS_CAP:g} and the camera's {camera_fps:g} fps, got {fps:g}"
+    try:
+        value = float(fps)  # a JSON integer can have hundreds of digits
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value) or not MIN_FPS_CAP <= value <= camera_fps:
+        shown = f"{value:g}" if math.isfinite(value) else "a number out of range"
+        return f"must be between {MIN_FPS_CAP:g} and the camera's {camera_fps:g} fps, got {shown}"
     return None
 
 
@@ -71,22 +86,32 @@ class FramePump:
         conn: Connection,
         slot: FrameSlot,
         camera_fps: float,
-        drain: Drain | None,
+        flow: Flow | None,
         totals: Totals,
         frame_age: Histogram,
+        stall_timeout: float = 60.0,
     ) -> None:
         self.conn = conn
         self.slot = slot
         self.camera_fps = camera_fps
-        self.drain = drain
+        self.flow = flow
+        self.stall_timeout = stall_timeout
         self.totals = totals
         self.frame_age = frame_age
         self._due = 0.0  # loop time when a capped connection is next due a frame (see next())
 
     async def next(self) -> Frame:
-        """Wait until the client can take a frame and one is due, then return the newest."""
-        if self.drain is not None:
-            await self.drain()
+        """Wait until the client can take a frame and one is due, then return the newest.
+
+        Raises :class:`Stalled` when the connection stays unwritable for ``stall_timeout``.
+        """
+        flow = self.flow
+        if flow is not None and not flow.writable():
+            try:
+                async with asyncio.timeout(self.stall_timeout):
+                    await flow.drain()
+            except TimeoutError:
+                raise Stalled(f"the client read nothing for {self.stall_timeout:g} s") from None
         cap = self.conn.fps_cap
         if cap is not None:
             loop = asyncio.get_running_loop()

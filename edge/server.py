@@ -10,23 +10,34 @@ Everything here corrects a uvicorn 0.54 behaviour that matters for endless strea
 * shutdown waits for open connections (forever by default) before the app hears of
   it, a stalled reader never drains, and a signal is re-raised so the exit status is
   143: streams are ended first, stalled connections are aborted, and a signal-driven
-  shutdown returns normally so the process exits 0.
+  shutdown returns normally so the process exits 0;
+* a hostile client is bounded (contract §7): httptools buffers a request head of any size and
+  uvicorn waits forever for one, so the head's size, its number of headers and the time to
+  send it are limited here, each refusal is a JSON answer and one rate-limited INFO line;
+* a request pipelined behind a stream made uvicorn forget the stream's cycle, so the stream
+  never heard that its client left and wrote into a closed transport (an ERROR traceback).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
+import resource
 import signal
 import socket
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from .config import ServerConfig
+from .logs import client_log
 from .pump import FLOW_EXTENSION, Flow
 
 log = logging.getLogger("edge.server")
@@ -37,7 +48,37 @@ log = logging.getLogger("edge.server")
 NOTSENT_LOWAT = 4 * 1024
 STREAM_STOP_GRACE = 1.0  # seconds streams get to end cleanly before stalled ones are aborted
 GRACEFUL_SHUTDOWN_TIMEOUT = 2.0
+REFUSAL_LINGER = 1.0  # seconds a refused client gets to read the answer before the connection closes
 _UNBOUNDED = 1 << 62
+# On every response, the page's and the API's alike. The viewer has no inline script or style,
+# so the policy can forbid both; images come from the server itself and from decoded WebSocket
+# frames (blob:), connections only go back to where the page came from ('self' covers ws/wss).
+SECURITY_HEADERS = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    (
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; script-src 'self'; "
+        "style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one connection may cost before it has made a request (contract §7)."""
+
+    max_request_head: int = 64 * 1024
+    max_headers: int = 100
+    request_timeout: float = 10.0
+
+    @classmethod
+    def of(cls, server: ServerConfig) -> Limits:
+        return cls(server.max_request_head, server.max_headers, server.request_timeout)
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing a request that has been answered."""
 
 
 class ListenError(Exception):
@@ -64,6 +105,20 @@ def listen_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
     return sock
 
 
+def raise_open_files_limit() -> int:
+    """Raise the soft open-files limit to the hard one and return it: every viewer and every
+    idle or half-open socket holds a descriptor, and the usual soft limit of 1024 is what a
+    thousand idle connections exhaust (then new clients are refused without a word)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open files limit from %d to %d: %s", soft, target, exc)
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 class _Http10Cycle(RequestResponseCycle):
     """HTTP/1.0 knows no chunked encoding: a body without a length is ended by closing."""
 
@@ -87,12 +142,113 @@ def _stalled(transport: asyncio.Transport) -> bool:
 
 
 class EdgeHttpProtocol(HttpToolsProtocol):
+    def __init__(self, *args: Any, limits: Limits = Limits(), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = limits
+        self._in_head = True  # between the first byte of a request and its last header line
+        self._head_bytes = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._received_any = False
+        self._refused = False
+        self._running: RequestResponseCycle | None = None  # the cycle whose ASGI task runs
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         # Zero high-water mark: writing pauses as soon as the kernel refuses a byte.
         transport.set_write_buffer_limits(high=0)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        # uvicorn tells only the newest cycle; a stream with a request pipelined behind it
+        # would never learn that its client left.
+        for cycle in (self._running, *(queued for queued, _ in self.pipeline)):
+            if cycle is not None and cycle is not self.cycle:
+                if not cycle.response_complete:
+                    cycle.disconnected = True
+                cycle.message_event.set()
+        super().connection_lost(exc)
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        self._running = cycle
+        super()._start_asgi_task(cycle, app)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # answered already; what the client still sends is dropped unread
+        self._received_any = True
+        if self._in_head:
+            # Counted before parsing: httptools would buffer a header line of any length.
+            self._head_bytes += len(data)
+            if self._head_bytes > self.limits.max_request_head:
+                self._refuse(431, f"request head larger than {self.limits.max_request_head} bytes")
+                return
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._arm_head_timer()  # a keep-alive connection's next request: the clock starts now
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(self.headers) >= self.limits.max_headers:
+            self._refuse(431, f"more than {self.limits.max_headers} request headers")
+            raise _Refused
+        super().on_header(name, value)
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn's answer to a request httptools cannot parse (text/plain, a WARNING line).
+        self._refuse(400, "malformed HTTP request")
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.limits.request_timeout, self._head_timed_out)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self._received_any:
+            self.transport.close()  # an idle connection: there is no one to answer
+            return
+        self._refuse(408, f"request head not complete within {self.limits.request_timeout:g} s")
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer a bad request with a JSON error and close, without reading the rest."""
+        if self._refused:
+            return
+        self._refused = True
+        self._disarm_head_timer()
+        client = self.client[0] if self.client else "?"
+        client_log.info("%d to %s: %s", status, client, message)
+        transport = self.transport
+        if transport.is_closing():
+            return
+        running = self._running
+        if running is not None and running.response_started and not running.response_complete:
+            transport.close()  # a response (a stream) is under way: no room for another one
+            return
+        body = json.dumps({"error": message}).encode()
+        head = [STATUS_LINE[status]]
+        for name, value in [*self.server_state.default_headers, (b"content-type", b"application/json")]:
+            head += [name, b": ", value, b"\r\n"]
+        head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+        transport.write(b"".join(head) + body)
+        # Closing with unread input resets the connection and can destroy the answer before
+        # the client reads it: half-close, drop what still arrives, close after a moment.
+        if transport.can_write_eof():
+            transport.write_eof()
+            self.loop.call_later(REFUSAL_LINGER, transport.close)
+        else:
+            transport.close()
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        self._disarm_head_timer()
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is None or cycle.scope is not self.scope:  # a WebSocket upgrade
@@ -100,7 +256,10 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         if self.scope["http_version"] == "1.0":
             # The cycle's task has not run yet, so switching its class is safe.
             cycle.__class__ = _Http10Cycle
-        self.scope.setdefault("extensions", {})[FLOW_EXTENSION] = Flow(self.flow.drain, self.transport.abort)  # type: ignore[typeddict-unknown-key]
+        flow = self.flow
+        self.scope.setdefault("extensions", {})[FLOW_EXTENSION] = Flow(  # type: ignore[typeddict-unknown-key]
+            flow.drain, self.transport.abort, lambda: not flow.write_paused
+        )
 
     def shutdown(self) -> None:
         if self.cycle is not None and not self.cycle.response_complete and _stalled(self.transport):
@@ -114,7 +273,10 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None:
-            scope["extensions"][FLOW_EXTENSION] = Flow(self.writable.wait, self.transport.abort)  # type: ignore[typeddict-unknown-key]
+            writable = self.writable
+            scope["extensions"][FLOW_EXTENSION] = Flow(  # type: ignore[typeddict-unknown-key]
+                writable.wait, self.transport.abort, writable.is_set
+            )
 
     def send_receive_event_to_app(self) -> None:
         # uvicorn logs a traceback at ERROR for a text message that is not UTF-8; that is the
@@ -178,10 +340,11 @@ class EdgeServer(uvicorn.Server):
             self.should_exit = True
 
 
-def uvicorn_config(app: Any, log_level: str) -> uvicorn.Config:
+def uvicorn_config(app: Any, server: ServerConfig) -> uvicorn.Config:
+    tls = server.tls
     return uvicorn.Config(
         app,
-        http=EdgeHttpProtocol,
+        http=functools.partial(EdgeHttpProtocol, limits=Limits.of(server)),  # type: ignore[arg-type]
         ws=EdgeWebSocketProtocol,
         ws_per_message_deflate=False,  # JPEGs do not compress; deflate only burns CPU
         ws_max_size=64 * 1024,  # client messages are small JSON
@@ -192,8 +355,15 @@ def uvicorn_config(app: Any, log_level: str) -> uvicorn.Config:
         lifespan="on",
         access_log=False,  # one line per stream comes from connections.py instead
         log_config=None,
-        log_level=log_level,
+        log_level=server.log_level,
         server_header=False,
+        headers=SECURITY_HEADERS,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_TIMEOUT,
-        timeout_keep_alive=5,
+        timeout_keep_alive=server.keepalive_timeout,  # type: ignore[arg-type]
+        # X-Forwarded-For/-Proto only from the proxies the user named; uvicorn's default trusts
+        # 127.0.0.1, which lets any local process (or a port-forward) claim another address.
+        proxy_headers=bool(server.trusted_proxies),
+        forwarded_allow_ips=list(server.trusted_proxies),
+        ssl_certfile=tls.certfile if tls else None,
+        ssl_keyfile=tls.keyfile if tls else None,
     )

@@ -15,12 +15,12 @@ import re
 import threading
 import time
 from abc import ABC, abstractmethod
-from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
 
 from .config import CameraConfig
+from .redact import redact_source
 
 log = logging.getLogger("edge.sources")
 # OpenCV prints its own warnings straight to stderr; our log says what matters.
@@ -136,9 +136,7 @@ class OpenCVSource(Source):
 
     @property
     def description(self) -> str:
-        if self.kind == "url":
-            return redact_url(str(self.target))
-        return str(self.target)
+        return redact_source(self.target)
 
     def open(self) -> None:
         cap = self._open_capture()
@@ -261,17 +259,3 @@ def make_placeholder(width: int, height: int, name: str, reason: str) -> np.ndar
         cv2.putText(frame, text, (max((width - tw) // 2, 2), y), _FONT, scale, colour, thick)
         y += int(th * 2.2) + 2
     return frame
-
-
-def redact_url(url: str) -> str:
-    """Hide credentials in a camera URL before it reaches logs or /api/status."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    if parts.password is None and parts.username is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))

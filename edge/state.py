@@ -40,7 +40,8 @@ class EdgeState:
             cam.name: Camera(cam, Capture(cam, on_encode=metrics.encode_seconds.labels(cam.name).observe))
             for cam in config.cameras
         }
-        state = cls(config, cameras, Registry(config.server.max_clients), metrics)
+        registry = Registry(config.server.max_clients, config.server.max_streams_per_address)
+        state = cls(config, cameras, registry, metrics)
         metrics.bind(state)
         return state
 

@@ -16,8 +16,9 @@ import anyio
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from .connections import Connection, remote_of
-from .pump import FramePump, flow_of, fps_cap_error
+from .connections import Connection, address_of
+from .logs import client_log
+from .pump import FramePump, Stalled, flow_of, fps_cap_error
 from .state import Camera, EdgeState
 
 log = logging.getLogger("edge.websocket")
@@ -44,10 +45,12 @@ async def serve_websocket(websocket: WebSocket, state: EdgeState, camera: Camera
     if registry.stopping:
         await websocket.close(CLOSE_GOING_AWAY, "server shutting down")
         return
-    if registry.full:
-        await websocket.close(CLOSE_TRY_AGAIN, "too many clients, try again later")
+    refusal = registry.refusal(address_of(websocket.scope))
+    if refusal is not None:
+        # A close reason must fit in a control frame (123 bytes).
+        await websocket.close(CLOSE_TRY_AGAIN, refusal.encode()[:123].decode(errors="ignore"))
         return
-    with registry.open("websocket", camera.name, remote_of(websocket.scope)) as conn:
+    with registry.open("websocket", camera.name, websocket.scope) as conn:
         session = Session(websocket, state, camera, conn)
         try:
             await session.run()
@@ -65,9 +68,10 @@ class Session:
             conn,
             camera.capture.slot,
             camera.config.fps,
-            self.flow.drain if self.flow else None,
+            self.flow,
             state.registry.totals_for(camera.name, "websocket"),
             state.metrics.frame_age.labels(camera.name, "websocket"),
+            state.config.server.stall_timeout,
         )
         self.acked = asyncio.Event()  # set when the client may get the next frame in ack mode
         self.acked.set()
@@ -110,13 +114,18 @@ class Session:
                     self.acked.clear()
         except (WebSocketDisconnect, OSError):
             self.close_with = (0, "")  # gone: nothing to close
+        except Stalled as exc:
+            client_log.info("closing the stream: %s", exc)
+            if self.flow is not None:
+                self.flow.abort()  # it cannot take even a close frame
+            self.close_with = (0, "")
 
     async def _read_until_close(self) -> None:
         try:
             while self.close_with is None:
                 await self._read_one()
         except PolicyViolation as exc:
-            log.info("closing with 1008: %s", exc)
+            client_log.info("closing with 1008: %s", exc)
             self.close_with = (CLOSE_POLICY, str(exc))
         except (WebSocketDisconnect, OSError):
             self.close_with = (0, "")
@@ -135,7 +144,7 @@ class Session:
         if error is None and msg is not None:
             error = self._apply_settings(msg) if msg["type"] == "settings" else self._apply_ack(msg)
         if error:
-            log.info("client message rejected: %s", error)
+            client_log.info("client message rejected: %s", error)
             await self.ws.send_text(json.dumps({"type": "error", "message": error}))
 
     def _police_rate(self, ack_seq: int | None) -> None:
@@ -177,7 +186,7 @@ class Session:
         if not ack:
             self.acked.set()
         self.conn.ack_mode = ack
-        log.info("settings: fps=%s ack=%s", self.conn.fps_cap, ack)
+        log.debug("settings: fps=%s ack=%s", self.conn.fps_cap, ack)
         return None
 
     async def _close(self, code: int, reason: str) -> None:

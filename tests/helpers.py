@@ -33,7 +33,7 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
-LISTEN_RE = re.compile(r"listening on http://(\[[^\]]+\]|[^\s:/]+):(\d+)")
+LISTEN_RE = re.compile(r"listening on https?://(\[[^\]]+\]|[^\s:/]+):(\d+)")
 TIMESTAMP_RE = re.compile(r"\d+\.\d{6}")
 KIB = 1024
 

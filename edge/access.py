@@ -1,0 +1,170 @@
+"""Who may see the cameras (contract §7): Host check, HTTP Basic, stream tokens, WebSocket origin.
+
+One ASGI middleware in front of every route, so no endpoint can forget a check. In order:
+
+* **Host** (DNS rebinding): a page on ``evil.example`` whose name an attacker re-points at the
+  device's address is same-origin with the device as far as the browser knows, and could read
+  the status and the frames. Its requests carry ``Host: evil.example``, which no user types to
+  reach a LAN camera: edge answers IP literals, ``localhost``, single-label and LAN names
+  (``.local``, ``.lan``, ``.home.arpa``, ``.internal``), and the names in ``allowed_hosts``.
+* **Credentials**: HTTP Basic or ``?token=`` (for ``<img>`` and WebSocket clients that cannot set
+  a header), both compared in constant time. ``/healthz``, ``/readyz`` and ``/static/`` stay open:
+  container health checks need the first two, and a page opened as ``/?token=T`` must be able to
+  load its scripts; none of them holds camera data.
+* **Origin** (cross-site WebSocket hijacking): browsers let any page open a WebSocket anywhere
+  and send the site's cookies and Basic credentials with it; only the ``Origin`` header tells.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import ipaddress
+from urllib.parse import parse_qsl, urlsplit
+
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from .config import ServerConfig
+from .logs import client_log
+
+OPEN_PATHS = ("/healthz", "/readyz")
+OPEN_PREFIXES = ("/static/",)
+LAN_SUFFIXES = (".local", ".lan", ".home.arpa", ".internal", ".localhost")
+REALM = 'Basic realm="edge"'
+_DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
+
+
+class AccessControl:
+    def __init__(self, app: ASGIApp, config: ServerConfig) -> None:
+        self.app = app
+        self.auth = config.auth
+        self.tokens = tuple(t.encode() for t in config.tokens)
+        self.allowed_origins = config.allowed_origins
+        self.allowed_hosts = config.allowed_hosts
+        self.protected = config.access_controlled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        denial = self._check(scope, headers)
+        if denial is None:
+            await self.app(scope, receive, send)
+            return
+        status, message, extra = denial
+        client = scope.get("client") or ("?", 0)
+        client_log.info("%d for %s %s from %s: %s", status, scope.get("method", "WS"), path, client[0], message)
+        response = JSONResponse({"error": message}, status_code=status, headers=extra)
+        await deny(response, scope, receive, send)
+
+    def _check(self, scope: Scope, headers: Headers) -> tuple[int, str, dict[str, str]] | None:
+        host = headers.get("host")
+        if host is not None and not self.host_allowed(host):
+            name = _host_name(host)
+            return 400, f"this server does not answer to the host name {name!r}; add it to server.allowed_hosts", {}
+        if self.protected and not self.authorized(headers.get("authorization"), _token(scope)):
+            what = "a user name and password (HTTP Basic)" if self.auth else "a valid ?token="
+            if self.auth and self.tokens:
+                what += " or a valid ?token="
+            return 401, f"authentication required: send {what}", {"WWW-Authenticate": REALM}
+        if scope["type"] == "websocket":
+            origin = headers.get("origin")
+            if origin is not None and not self.origin_allowed(origin, scope, host):
+                return 403, f"WebSocket from origin {origin!r} refused; add it to server.allowed_origins", {}
+        return None
+
+    def authorized(self, authorization: str | None, token: str | None) -> bool:
+        """Basic credentials or a token, each compared in constant time (no early exit on a
+        wrong user name, and every token is compared)."""
+        ok = False
+        if self.auth is not None and authorization:
+            scheme, _, param = authorization.partition(" ")
+            if scheme.lower() == "basic":
+                try:
+                    decoded = base64.b64decode(param.strip(), validate=True)
+                except (binascii.Error, ValueError):
+                    decoded = b""
+                user, sep, password = decoded.partition(b":")
+                user_ok = hmac.compare_digest(user, self.auth.username.encode())
+                password_ok = hmac.compare_digest(password, self.auth.password.encode())
+                ok = bool(sep) and user_ok and password_ok
+        if token is not None and self.tokens:
+            given = token.encode("utf-8", "surrogateescape")
+            matches = [hmac.compare_digest(given, t) for t in self.tokens]
+            ok = ok or any(matches)
+        return ok
+
+    def host_allowed(self, host: str) -> bool:
+        name = _host_name(host)
+        if "*" in self.allowed_hosts or name in self.allowed_hosts:
+            return True
+        try:
+            ipaddress.ip_address(name)
+            return True
+        except ValueError:
+            pass
+        if name == "localhost" or "." not in name or name.endswith(LAN_SUFFIXES):
+            return True
+        return any(h.startswith("*.") and name.endswith(h[1:]) for h in self.allowed_hosts)
+
+    def origin_allowed(self, origin: str, scope: Scope, host: str | None) -> bool:
+        if "*" in self.allowed_origins:
+            return True
+        given = _normal_origin(origin)
+        if given is None:
+            return False
+        if given in self.allowed_origins:
+            return True
+        scheme = {"ws": "http", "wss": "https"}.get(scope.get("scheme", "ws"), "http")
+        return host is not None and given == _normal_origin(f"{scheme}://{host}")
+
+
+async def deny(response: Response, scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "websocket":
+        # Refuse the upgrade with a real HTTP answer (contract §7); closing before accept
+        # would read as a bare 403 with no reason.
+        await WebSocket(scope, receive, send).send_denial_response(response)
+        return
+    await response(scope, receive, send)
+
+
+def _token(scope: Scope) -> str | None:
+    query = scope.get("query_string", b"").decode("latin-1")
+    if "token" not in query:
+        return None
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name == "token":
+            return value
+    return None
+
+
+def _host_name(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("["):  # [v6]:port
+        return host[1 : host.find("]")] if "]" in host else host
+    if host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".")
+
+
+def _normal_origin(origin: str) -> str | None:
+    try:
+        parts = urlsplit(origin.strip().lower())
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    if port is not None and str(port) != _DEFAULT_PORTS.get(parts.scheme):
+        host = f"{host}:{port}"
+    return f"{parts.scheme}://{host}"
