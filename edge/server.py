@@ -46,6 +46,7 @@ log = logging.getLogger("edge.server")
 # throttled benchmark client (16 KB/s): 16 KiB gave frames 3.0 s old at the median, 4 KiB
 # 2.3 s, 1 byte 2.5 s; fast clients' rate and CPU did not change measurably.
 NOTSENT_LOWAT = 4 * 1024
+TLS_WRITE_HIGH_WATER = 4 * 1024
 STREAM_STOP_GRACE = 1.0  # seconds streams get to end cleanly before stalled ones are aborted
 GRACEFUL_SHUTDOWN_TIMEOUT = 2.0
 REFUSAL_LINGER = 1.0  # seconds a refused client gets to read the answer before the connection closes
@@ -137,6 +138,16 @@ class _Http10Cycle(RequestResponseCycle):
         await super().send(message)
 
 
+def _limit_write_buffer(transport: asyncio.Transport) -> None:
+    if transport.get_extra_info("sslcontext") is None:
+        # Zero high-water mark: writing pauses as soon as the kernel refuses a byte.
+        transport.set_write_buffer_limits(high=0)
+    else:
+        # uvloop's TLS transport stops flushing with a zero mark (a response never leaves);
+        # a small one keeps the backlog under one frame.
+        transport.set_write_buffer_limits(high=TLS_WRITE_HIGH_WATER)
+
+
 def _stalled(transport: asyncio.Transport) -> bool:
     return transport.get_write_buffer_size() > 0
 
@@ -154,8 +165,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        # Zero high-water mark: writing pauses as soon as the kernel refuses a byte.
-        transport.set_write_buffer_limits(high=0)
+        _limit_write_buffer(transport)
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
