@@ -29,9 +29,8 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = _ArgumentParser(
-        prog="python -m edge", description="Serve cameras as MJPEG, snapshots and WebSocket frames."
-    )
+    parser = _ArgumentParser(prog="edge", description="Serve cameras as MJPEG, snapshots and WebSocket frames.")
+    parser.add_argument("--version", action="version", version=f"edge {_version()}")
     parser.add_argument("--config", metavar="PATH", help="YAML config (default: $EDGE_CONFIG, then config/edge.yaml)")
     parser.add_argument("--check-config", metavar="PATH", help="validate PATH and exit: 0 if valid, 2 if not")
     parser.add_argument("--host", help="listen address (overrides server.host)")

@@ -37,13 +37,26 @@ LAN_SUFFIXES = (".local", ".lan", ".home.arpa", ".internal", ".localhost")
 REALM = 'Basic realm="edge"'
 _DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
 
+# On every response, the page's and the API's alike. The viewer has no inline script or style,
+# so the policy can forbid both; images come from the server itself and from decoded WebSocket
+# frames (blob:), connections only go back to where the page came from ('self' covers ws/wss).
+SECURITY_HEADERS = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    (
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; script-src 'self'; "
+        "style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'",
+    ),
+]
+
 
 class AccessControl:
     def __init__(self, app: ASGIApp, config: ServerConfig) -> None:
         self.app = app
         self.auth = config.auth
         self.tokens = tuple(t.encode() for t in config.tokens)
-        self.allowed_origins = config.allowed_origins
+        self.allowed_origins = {o if o == "*" else (_normal_origin(o) or o) for o in config.allowed_origins}
         self.allowed_hosts = config.allowed_hosts
         self.protected = config.access_controlled
 
@@ -131,7 +144,10 @@ class AccessControl:
 async def deny(response: Response, scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "websocket":
         # Refuse the upgrade with a real HTTP answer (contract §7); closing before accept
-        # would read as a bare 403 with no reason.
+        # would read as a bare 403 with no reason. uvicorn adds its default headers to HTTP
+        # responses only, so the security headers are added here.
+        for name, value in SECURITY_HEADERS:
+            response.headers.setdefault(name, value)
         await WebSocket(scope, receive, send).send_denial_response(response)
         return
     await response(scope, receive, send)

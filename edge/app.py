@@ -35,6 +35,7 @@ from .websocket import serve_websocket
 log = logging.getLogger("edge.app")
 
 FIRST_FRAME_WAIT = 3.0  # start-up waits this long for each camera's first frame
+WAKE_WAIT = 3.0  # how long a snapshot waits for an idle camera's first fresh frame
 CAPTURE_STOP_TIMEOUT = 1.5  # shutdown waits this long for capture threads (daemons: the process exits anyway)
 
 
@@ -84,7 +85,7 @@ def create_app(config: Config) -> Starlette:
         Route("/healthz", _healthz),
         Route("/readyz", _readyz),
         Route("/metrics", _metrics),
-        Mount("/static", _RevalidatedStaticFiles(packages=[("edge", "static")]), name="static"),
+        Mount("/static", _http_only(_RevalidatedStaticFiles(packages=[("edge", "static")])), name="static"),
     ]
     app = Starlette(
         routes=routes,
@@ -99,6 +100,17 @@ def create_app(config: Config) -> Starlette:
     app.router.default = _no_route(app.router.default)
     app.state.edge = state
     return app
+
+
+def _http_only(app: ASGIApp) -> ASGIApp:
+    """A mount serves every scope type it matches; a WebSocket upgrade under it gets the same
+    JSON 404 as anywhere else without a WebSocket route."""
+    not_found = _no_route(app)
+
+    async def http_only(scope: Scope, receive: Receive, send: Send) -> None:
+        await (not_found if scope["type"] == "websocket" else app)(scope, receive, send)
+
+    return http_only
 
 
 def _no_route(http_default: ASGIApp) -> ASGIApp:
@@ -185,10 +197,19 @@ async def _stream(request: Request) -> Response:
 
 async def _snapshot(request: Request) -> Response:
     camera = _camera(request)
-    frame = camera.capture.slot.latest
+    capture = camera.capture
+    frame = capture.slot.latest
+    idle = capture.idle
+    capture.demand()  # a snapshot keeps the camera awake for idle_after, like a viewer
+    if idle and frame is not None:
+        # The slot holds the frame from before the camera idled: wait for a fresh one.
+        with contextlib.suppress(TimeoutError):
+            frame = await asyncio.wait_for(capture.slot.wait_newer(frame.seq), WAKE_WAIT)
     if frame is None:
         return JSONResponse(
-            {"error": f"camera {camera.name!r} has no frame yet"}, status_code=503, headers={"Retry-After": "1"}
+            {"error": f"camera {camera.name!r} has no frame yet; try again in a second"},
+            status_code=503,
+            headers={"Retry-After": "1"},
         )
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(frame.timestamp))
     headers = {
@@ -237,11 +258,17 @@ def _camera_status(state: EdgeState, cam: Camera) -> dict[str, Any]:
         if isinstance(cam.config.source, str)
         else cam.config.source,
         "state": capture.state.value,
+        "problem": capture.problem,
+        "passthrough": capture.passthrough,
+        "processing": capture.processing,
+        "idle": capture.idle,
         "width": capture.width,
         "height": capture.height,
         "fps": round(capture.measured_fps(), 2),
         "configured_fps": cam.config.fps,
         "frames_captured": capture.frames_captured,
+        "frames_invalid": sum(capture.frames_invalid.values()),
+        "frames_same_dropped": capture.frames_same_dropped,
         "clients": [conn.as_status() for conn in state.registry.for_camera(cam.name)],
     }
 
@@ -259,6 +286,8 @@ async def _readyz(request: Request) -> Response:
     for cam in _state(request).cameras.values():
         window = max(2.0, 3.0 / cam.config.fps)
         capture = cam.capture
+        if capture.idle and capture.state is State.STREAMING:
+            continue  # idle on purpose: the source is fine, nobody is watching
         if capture.state is not State.STREAMING or now - capture.last_real_frame > window:
             problems.append(f"{cam.name}: no real frame in the last {window:g} s (state {capture.state.value})")
     if problems:
@@ -299,5 +328,7 @@ def _slash_redirect(request: Request) -> str | None:
 
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:
-    headers = getattr(exc, "headers", None)  # Starlette's 405 carries the Allow header
+    headers = dict(getattr(exc, "headers", None) or {})  # Starlette's 405 carries the Allow header
+    if "Allow" in headers:  # built from a set: its order changes from one process to the next
+        headers["Allow"] = ", ".join(sorted(m.strip() for m in headers["Allow"].split(",")))
     return JSONResponse({"error": f"method {request.method} not allowed here"}, status_code=405, headers=headers)

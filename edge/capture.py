@@ -1,33 +1,49 @@
-"""One thread per camera: read, encode JPEG once, publish to the slot; reconnect with backoff.
+"""One thread per camera: read, check or encode once, publish; idle without viewers; reconnect.
 
 The thread is the only place that touches the source and the encoder, so viewers cost
-the camera nothing: a hundred viewers and none cost the same capture work. When the
-source fails the thread keeps publishing a placeholder, so streams stay open and
-viewers see "NO SIGNAL" instead of a frozen picture or a dropped connection.
+the camera nothing: a hundred viewers and none cost the same capture work. Where the
+camera already delivers JPEG it is passed through as it is (checked, never decoded),
+which is what a C streamer does; edge decodes and encodes only when the config asks for
+something the camera's JPEG is not (another size, a rotation, a flip, ``passthrough: never``).
+
+With nobody watching (no stream, no snapshot for ``idle_after`` seconds) the camera idles:
+the virtual camera and files stop producing, devices, pipes and streams are still drained
+(a device that is not read stalls, and its first frame after waking would be stale) but
+their frames are not checked, encoded or published. A viewer or a snapshot wakes it.
+
+When the source fails or stalls the thread keeps publishing a placeholder, so streams stay
+open and viewers see "NO SIGNAL" instead of a frozen picture or a dropped connection.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import cv2
 import numpy as np
 
 from .config import CameraConfig
+from .jpeg import REASONS, InvalidFrame, check_frame, sof_dimensions
 from .redact import redact_source
 from .slot import Frame, FrameSlot
-from .sources import Source, SourceError, make_placeholder, make_source, resolve_auto
+from .sources import Captured, Source, SourceError, make_placeholder, make_source, resolve_auto
 
 log = logging.getLogger("edge.capture")
 
 BACKOFF_START = 1.0
 BACKOFF_MAX = 10.0
 PLACEHOLDER_PERIOD = 1.0
+FPS_WINDOW = 2.0  # seconds of frames the measured rate is averaged over
+IDLE_CHECK = 1.0  # an idle paused source looks at its stop/wake event at least this often
+INVALID_LOG_EVERY = 10.0  # seconds between log lines about dropped invalid frames
+_ROTATIONS = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+_FLIPS = {"horizontal": 1, "vertical": 0}
 
 
 class State(enum.StrEnum):
@@ -50,14 +66,31 @@ class Capture:
         self.slot = slot or FrameSlot()
         self.state = State.STARTING
         self.frames_captured = 0
+        self.frames_same_dropped = 0
+        # Every reason exists from the start: the metrics collector copies this dict from
+        # another thread, and a dict must not grow while it is copied.
+        self.frames_invalid: dict[str, int] = dict.fromkeys(REASONS, 0)
         self.last_real_frame = 0.0  # time.monotonic() of the last real (not placeholder) frame
         self.frames_since_open = 0
         self.width = cam.width
         self.height = cam.height
+        self.passthrough = False
+        self.processing = "not started"  # how frames are made, and why (status, log)
+        self.problem: str | None = None  # why the source is down, or why `auto` fell back
+        self.idle = False
+        self.viewers = 0  # open streams; changed on the event loop, read here
+        self._last_demand = time.monotonic()
         self._on_encode = on_encode
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by demand() and request_stop()
         self._source: Source | None = None
-        self._recent: collections.deque[float] = collections.deque(maxlen=64)
+        self._expect: tuple[int, int] | None = None  # (width, height) every passed-through frame must have
+        self._decided = False
+        self._last_jpeg = b""
+        self._same_run = 0
+        self._last_invalid_log = 0.0
+        self._recent: collections.deque[float] = collections.deque(maxlen=256)
+        self._streaming_since = 0.0
         self._thread = threading.Thread(target=self._run, name=f"capture-{cam.name}", daemon=True)
 
     # -- lifecycle -------------------------------------------------------------------
@@ -67,6 +100,7 @@ class Capture:
 
     def request_stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     def join(self, timeout: float) -> None:
         if self._thread.is_alive():
@@ -75,13 +109,31 @@ class Capture:
             # OpenCV reads cannot be interrupted; the thread is a daemon and ends with the process.
             log.warning("%s: capture thread still busy in its source after shutdown began", self.cam.name)
 
-    def stop(self, timeout: float = 3.0) -> None:
-        self.request_stop()
-        self.join(timeout)
-
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+    # -- demand: what keeps the camera awake ----------------------------------------------
+
+    def demand(self) -> None:
+        """Someone wants a frame (a snapshot, a new stream): stay awake, or wake up now."""
+        self._last_demand = time.monotonic()
+        self._wake.set()
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        """Keeps the camera awake while a stream is open (called on the event loop)."""
+        self.viewers += 1
+        self.demand()
+        try:
+            yield
+        finally:
+            self.viewers -= 1
+            self._last_demand = time.monotonic()  # idle_after counts from the last viewer leaving
+
+    def _idle_now(self) -> bool:
+        after = self.cam.idle_after
+        return after > 0 and self.viewers == 0 and time.monotonic() - self._last_demand > after
 
     # -- what status and readiness report --------------------------------------------
 
@@ -96,13 +148,21 @@ class Capture:
         return self._source.kind if self._source is not None else "unknown"
 
     def measured_fps(self) -> float:
-        """Real frames per second over the last couple of seconds (0 when none arrive)."""
-        recent = list(self._recent)
+        """Real frames per second over the last :data:`FPS_WINDOW` seconds (0 when none arrive).
+
+        The intervals between those frames over the time they span, but never over less than
+        a second (or the time since streaming started, if longer): frames that arrive in a
+        burst (a source catching up at start-up, a device flushing its queue) must not read as
+        a higher rate.
+        """
+        if self.idle:
+            return 0.0
         now = time.monotonic()
-        recent = [t for t in recent if now - t <= 2.0]
+        recent = [t for t in list(self._recent) if now - t <= FPS_WINDOW]
         if len(recent) < 2:
             return 0.0
-        return (len(recent) - 1) / (recent[-1] - recent[0])
+        floor = min(FPS_WINDOW, max(now - self._streaming_since, 1.0))
+        return (len(recent) - 1) / max(recent[-1] - recent[0], floor)
 
     # -- the thread ------------------------------------------------------------------
 
@@ -115,16 +175,18 @@ class Capture:
                     self._stream()  # returns only when asked to stop
                     break
                 except SourceError as exc:
-                    self._close_source()
                     if self.frames_since_open:  # it worked for a while: start the backoff over
                         backoff = BACKOFF_START
+                    # Said before closing: stopping a producer that ignores SIGTERM takes a second.
                     self._enter_reconnecting(str(exc), backoff)
+                    self._close_source()
                     self._wait_with_placeholder(backoff, str(exc))
                     backoff = min(backoff * 2, BACKOFF_MAX)
                 except Exception:  # a bug or an OpenCV surprise must not kill the camera for good
                     log.exception("%s: capture failed unexpectedly; retrying", self.cam.name)
                     self._close_source()
                     self.state = State.RECONNECTING
+                    self.problem = "internal error (see the log)"
                     self._wait_with_placeholder(backoff, "internal error")
                     backoff = min(backoff * 2, BACKOFF_MAX)
         finally:
@@ -134,9 +196,11 @@ class Capture:
 
     def _open_source(self) -> None:
         self.frames_since_open = 0
+        self._decided = False
+        self._expect = None
         if self._source is None:
             if self.cam.source == "auto":
-                self._source = resolve_auto(self.cam, self._stop)  # opens it
+                self._source, self.problem = resolve_auto(self.cam, self._stop)  # opens it
                 return
             self._source = make_source(self.cam, self._stop)
         self._source.open()
@@ -145,20 +209,123 @@ class Capture:
         """Read and publish until the source fails (raises) or stop is asked (returns)."""
         source = self._source
         assert source is not None
-        self.width, self.height = source.width, source.height
+        last_good = time.monotonic()
         while True:
-            frame = source.read()
-            if frame is None or self._stop.is_set():
+            if self._idle_now():
+                if not self.idle:
+                    log.info("%s: idle: no viewer for %g s; not processing frames", self.cam.name, self.cam.idle_after)
+                    self.idle = True
+                if source.pauses_when_idle:
+                    self._wake.wait(IDLE_CHECK)
+                    self._wake.clear()
+                    if self._stop.is_set():
+                        return
+                    continue
+                if source.read() is None or self._stop.is_set():  # drained, not processed
+                    return
+                last_good = time.monotonic()
+                continue
+            if self.idle:
+                self.idle = False
+                log.info("%s: a viewer arrived; processing frames again", self.cam.name)
+                source.resume()
+            captured = source.read()
+            if captured is None or self._stop.is_set():
                 return
+            discarded = source.take_discarded()
+            if discarded:
+                self._invalid("truncated", "cut short in the source's byte stream", discarded)
+            jpeg = self._frame_of(captured, source)
+            now = time.monotonic()
+            if jpeg is None:
+                if now - last_good > source.stall_timeout:
+                    raise SourceError(f"no valid frame from {source.description} for {source.stall_timeout:g} s")
+                continue
+            last_good = now
             if self.state is not State.STREAMING:
-                height, width = frame.shape[:2]
-                log.info("%s: streaming from %s (%dx%d)", self.cam.name, source.description, width, height)
+                log.info(
+                    "%s: streaming from %s (%dx%d): %s",
+                    self.cam.name,
+                    source.description,
+                    self.width,
+                    self.height,
+                    self.processing,
+                )
                 self.state = State.STREAMING
-            if self._publish(frame, placeholder=False):
-                self.frames_since_open += 1
+                self._streaming_since = now
+                if self.cam.source != "auto":
+                    self.problem = None
+            self._count_real(now)
+            if not self._repeats(jpeg):
+                self._publish(jpeg, placeholder=False)
 
-    def _publish(self, image: np.ndarray, placeholder: bool) -> bool:
-        timestamp = time.time()
+    def _frame_of(self, captured: Captured, source: Source) -> bytes | None:
+        """The JPEG to publish for what the source handed over, or ``None`` to drop it."""
+        if captured.jpeg is not None:
+            try:
+                jpeg = check_frame(captured.jpeg, self._expect)
+            except InvalidFrame as exc:
+                self._invalid(exc.reason, str(exc))
+                return None
+            if not self._decided:
+                self._decide(source, sof_dimensions(jpeg))
+            if self.passthrough:
+                return jpeg
+            image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+            if image is None:
+                self._invalid("corrupt", "the decoder rejected it")
+                return None
+        else:
+            image = captured.image
+            assert image is not None
+            if not self._decided:
+                self._decide(source, (image.shape[1], image.shape[0]))
+        return self._encode(self._transform(image))
+
+    def _decide(self, source: Source, size: tuple[int, int] | None) -> None:
+        """Pass the camera's JPEG through, or decode and encode: once per opening of the source."""
+        cam = self.cam
+        width, height = size or (source.width, source.height)
+        self._expect = (width, height)
+        if cam.passthrough == "never":
+            why = "passthrough: never"
+        elif not source.gives_jpeg:
+            why = "the virtual camera draws its frames" if source.kind == "virtual" else "the source gives no JPEG"
+            if cam.passthrough == "always":
+                raise SourceError(f"passthrough: always, but {source.description} gives no JPEG; use passthrough: auto")
+        elif cam.rotate:
+            why = f"rotate: {cam.rotate}"
+        elif cam.flip != "none":
+            why = f"flip: {cam.flip}"
+        elif cam.size_given and (width, height) != (cam.width, cam.height):
+            why = f"resizing {width}x{height} to {cam.width}x{cam.height}"
+            if cam.passthrough == "always":
+                raise SourceError(
+                    f"passthrough: always, but the source gives {width}x{height}, not the configured "
+                    f"{cam.width}x{cam.height}; change width/height or use passthrough: auto"
+                )
+        else:
+            why = ""
+        self.passthrough = not why
+        self.processing = "passthrough (the camera's own JPEG)" if self.passthrough else f"encoding ({why})"
+        if self.passthrough:
+            self.width, self.height = width, height
+        else:
+            out_w, out_h = (height, width) if cam.rotate in (90, 270) else (width, height)
+            self.width, self.height = (cam.width, cam.height) if cam.size_given else (out_w, out_h)
+        self._decided = True
+
+    def _transform(self, image: np.ndarray) -> np.ndarray:
+        cam = self.cam
+        if cam.rotate:
+            image = cv2.rotate(image, _ROTATIONS[cam.rotate])
+        if cam.flip != "none":
+            image = cv2.flip(image, _FLIPS[cam.flip])
+        if (image.shape[1], image.shape[0]) != (self.width, self.height):
+            image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        return image
+
+    def _encode(self, image: np.ndarray) -> bytes | None:
         started = time.perf_counter()
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.cam.quality])
         elapsed = time.perf_counter() - started
@@ -166,18 +333,43 @@ class Capture:
         # Never hand viewers a broken frame: the contract promises complete JPEGs.
         if not jpeg.startswith(b"\xff\xd8") or not jpeg.endswith(b"\xff\xd9"):
             log.warning("%s: dropped a frame the encoder could not turn into a JPEG", self.cam.name)
-            return False
+            return None
         if self._on_encode is not None:
             self._on_encode(elapsed)
-        self.slot.publish(Frame(self.slot.next_seq(), timestamp, jpeg, placeholder))
-        if not placeholder:
-            self.frames_captured += 1
-            now = time.monotonic()
-            self.last_real_frame = now
-            self._recent.append(now)
-        return True
+        return jpeg
+
+    def _invalid(self, reason: str, detail: str, count: int = 1) -> None:
+        self.frames_invalid[reason] = self.frames_invalid.get(reason, 0) + count
+        now = time.monotonic()
+        if now - self._last_invalid_log >= INVALID_LOG_EVERY:
+            self._last_invalid_log = now
+            total = sum(self.frames_invalid.values())
+            log.warning("%s: dropped a broken frame (%s: %s); %d so far", self.cam.name, reason, detail, total)
+
+    def _repeats(self, jpeg: bytes) -> bool:
+        """``drop_same_frames``: the frame equals the last one sent, and fewer than N were skipped."""
+        limit = self.cam.drop_same_frames
+        if not limit:
+            return False
+        if jpeg == self._last_jpeg and self._same_run < limit:
+            self._same_run += 1
+            self.frames_same_dropped += 1
+            return True
+        self._same_run = 0
+        self._last_jpeg = jpeg
+        return False
+
+    def _count_real(self, now: float) -> None:
+        self.frames_captured += 1
+        self.frames_since_open += 1
+        self.last_real_frame = now
+        self._recent.append(now)
+
+    def _publish(self, jpeg: bytes, placeholder: bool) -> None:
+        self.slot.publish(Frame(self.slot.next_seq(), time.time(), jpeg, placeholder))
 
     def _enter_reconnecting(self, reason: str, backoff: float) -> None:
+        self.problem = reason
         if self.state is not State.RECONNECTING:
             log.warning("%s: source down (%s); showing placeholder, retrying", self.cam.name, reason)
         else:
@@ -185,14 +377,20 @@ class Capture:
         self.state = State.RECONNECTING
 
     def _wait_with_placeholder(self, seconds: float, reason: str) -> None:
-        """Publish the placeholder about once a second until the next attempt is due."""
+        """Publish the placeholder about once a second until the next attempt is due (not
+        while idle: nobody would see it, and a viewer's arrival wakes this wait)."""
         deadline = time.monotonic() + seconds
         while not self._stop.is_set():
-            image = make_placeholder(self.cam.width, self.cam.height, self.cam.name, reason)
-            self._publish(image, placeholder=True)
+            if not self._idle_now():
+                image = make_placeholder(self.width, self.height, self.cam.name, reason)
+                jpeg = self._encode(image)
+                if jpeg is not None:
+                    self._publish(jpeg, placeholder=True)
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._stop.wait(min(PLACEHOLDER_PERIOD, remaining)):
+            if remaining <= 0:
                 return
+            self._wake.wait(min(PLACEHOLDER_PERIOD, remaining))
+            self._wake.clear()
 
     def _close_source(self) -> None:
         if self._source is not None:

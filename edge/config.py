@@ -10,6 +10,7 @@ import ipaddress
 import math
 import os
 import re
+import shlex
 import ssl
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -75,6 +76,12 @@ class ServerConfig:
         return self.auth is not None or self.tokens_file is not None
 
 
+PASSTHROUGH_MODES = ("auto", "always", "never")
+ROTATIONS = (0, 90, 180, 270)
+FLIPS = ("none", "horizontal", "vertical")
+PIPE_PREFIX = "pipe:"
+
+
 @dataclass(frozen=True)
 class CameraConfig:
     name: str
@@ -83,6 +90,18 @@ class CameraConfig:
     height: int = 480
     fps: float = 30.0
     quality: int = 80
+    passthrough: str = "auto"
+    idle_after: float = 10.0
+    drop_same_frames: int = 0
+    rotate: int = 0
+    flip: str = "none"
+    # Whether width/height were written in the file. A source with a size of its own (a file, a
+    # pipe, a stream) is passed through at that size unless the user asked for another one.
+    size_given: bool = False
+
+    @property
+    def transforms(self) -> bool:
+        return self.rotate != 0 or self.flip != "none"
 
 
 @dataclass(frozen=True)
@@ -329,35 +348,97 @@ def _cameras(data: Any, path: str) -> tuple[CameraConfig, ...]:
         raise ConfigError(path, "cameras", "must list at least one camera")
     cameras = tuple(_camera(item, f"cameras[{i}]", path) for i, item in enumerate(data))
     seen: set[str] = set()
+    devices: dict[str, int] = {}
     for i, cam in enumerate(cameras):
         if cam.name in seen:
             raise ConfigError(path, f"cameras[{i}].name", f"duplicate camera name {cam.name!r}")
         seen.add(cam.name)
+        device = device_key(cam.source)
+        if device is not None and device in devices and cam.source != "auto":
+            other = devices[device]
+            raise ConfigError(
+                path,
+                f"cameras[{i}].source",
+                f"{device} is already cameras[{other}]'s device; a device can be read by one camera only",
+            )
+        if device is not None and cam.source != "auto":
+            devices[device] = i
     return cameras
+
+
+_CAMERA_KEYS = {
+    "name",
+    "source",
+    "width",
+    "height",
+    "fps",
+    "quality",
+    "passthrough",
+    "idle_after",
+    "drop_same_frames",
+    "rotate",
+    "flip",
+}
 
 
 def _camera(data: Any, key: str, path: str) -> CameraConfig:
     table = _mapping(data, key, path)
-    _no_unknown(table, {"name", "source", "width", "height", "fps", "quality"}, key, path)
+    _no_unknown(table, _CAMERA_KEYS, key, path)
     if "name" not in table:
         raise ConfigError(path, f"{key}.name", "missing; every camera needs a name")
     name = table["name"]
     if not isinstance(name, str) or not CAMERA_NAME_RE.match(name):
         raise ConfigError(path, f"{key}.name", f"must match [a-z0-9_-]+, got {name!r}")
     d = CameraConfig(name=name)
-    return CameraConfig(
+    cam = CameraConfig(
         name=name,
         source=_source(table.get("source", d.source), f"{key}.source", path),
         width=_int_in(table.get("width", d.width), f"{key}.width", path, 16, 7680),
         height=_int_in(table.get("height", d.height), f"{key}.height", path, 16, 4320),
         fps=_fps(table.get("fps", d.fps), f"{key}.fps", path),
         quality=_int_in(table.get("quality", d.quality), f"{key}.quality", path, 1, 100),
+        passthrough=_choice(table.get("passthrough", d.passthrough), f"{key}.passthrough", path, PASSTHROUGH_MODES),
+        idle_after=_idle_after(table.get("idle_after", d.idle_after), f"{key}.idle_after", path),
+        drop_same_frames=_int_in(
+            table.get("drop_same_frames", d.drop_same_frames), f"{key}.drop_same_frames", path, 0, 1_000_000
+        ),
+        rotate=_rotation(table.get("rotate", d.rotate), f"{key}.rotate", path),
+        flip=_choice(table.get("flip", d.flip), f"{key}.flip", path, FLIPS),
+        size_given="width" in table or "height" in table,
     )
+    if cam.passthrough == "always" and cam.source == "virtual":
+        raise ConfigError(
+            path, f"{key}.passthrough", "always: the virtual camera has no JPEG of its own to pass through; use auto"
+        )
+    if cam.passthrough == "always" and cam.transforms:
+        what = f"rotate: {cam.rotate}" if cam.rotate else f"flip: {cam.flip}"
+        raise ConfigError(path, f"{key}.passthrough", f"always cannot be combined with {what} (that needs decoding)")
+    return cam
+
+
+def _choice(value: Any, key: str, path: str, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(path, key, f"must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _rotation(value: Any, key: str, path: str) -> int:
+    if isinstance(value, bool) or value not in ROTATIONS:
+        raise ConfigError(path, key, f"must be one of 0, 90, 180, 270, got {value!r}")
+    return int(value)
+
+
+def _idle_after(value: Any, key: str, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(path, key, f"must be a number of seconds, got {_kind(value)}")
+    if value != 0 and not (math.isfinite(value) and 1 <= value <= 86_400):
+        raise ConfigError(path, key, f"must be 0 (never idle) or between 1 and 86400 seconds, got {value}")
+    return float(value)
 
 
 def _source(value: Any, key: str, path: str) -> str | int:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        expected = "auto, virtual, a device path, an index, a file or a URL"
+        expected = "auto, virtual, a device path, an index, a file, a URL or pipe:COMMAND"
         raise ConfigError(path, key, f"must be {expected}; got {_kind(value)}")
     if isinstance(value, int):
         if value < 0:
@@ -366,7 +447,35 @@ def _source(value: Any, key: str, path: str) -> str | int:
     value = value.strip()
     if not value:
         raise ConfigError(path, key, "must not be empty")
-    return int(value) if value.isdigit() else value
+    if value.isdigit():
+        return int(value)
+    if value.startswith(PIPE_PREFIX):
+        try:
+            argv = shlex.split(value[len(PIPE_PREFIX) :])
+        except ValueError as exc:
+            raise ConfigError(path, key, f"cannot split the command: {exc}") from None
+        if not argv:
+            raise ConfigError(path, key, "pipe: needs a command, e.g. pipe:rpicam-vid -t 0 --codec mjpeg -o -")
+        return value
+    if value in ("auto", "virtual") or value.startswith("/dev/") or "://" in value:
+        return value
+    file = os.path.expanduser(value)
+    if not os.path.isfile(file):
+        # A missing file never appears by retrying; a typo must stop the start, not loop.
+        raise ConfigError(path, key, f"video file {value!r} does not exist (or is not a file)")
+    return value
+
+
+def device_key(source: str | int) -> str | None:
+    """What identifies a V4L2 device behind a source (``/dev/video0``, ``0`` and a by-id link to
+    it are the same camera), or ``None`` for sources that are not devices."""
+    if isinstance(source, int):
+        return f"/dev/video{source}"
+    if source == "auto":
+        return "/dev/video0"
+    if source.startswith("/dev/"):
+        return os.path.realpath(source)
+    return None
 
 
 def _fps(value: Any, key: str, path: str) -> float:

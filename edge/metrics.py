@@ -61,11 +61,22 @@ class _StateCollector(Collector):
             "edge_frames_dropped", "Frames a client skipped because it was not ready.", labels=["camera", "kind"]
         )
         sent_bytes = CounterMetricFamily("edge_bytes_sent", "Frame bytes sent to clients.", labels=["camera", "kind"])
+        invalid = CounterMetricFamily(
+            "edge_frames_invalid", "Source frames dropped as broken, never sent.", labels=["camera", "reason"]
+        )
+        idle = GaugeMetricFamily("edge_camera_idle", "1 while the camera idles without viewers.", labels=["camera"])
+        passthrough = GaugeMetricFamily(
+            "edge_camera_passthrough", "1 when the camera's own JPEG is sent as it is.", labels=["camera"]
+        )
         for cam in state.cameras.values():
             capture = cam.capture
             captured.add_metric([cam.name], capture.frames_captured)
             up.add_metric([cam.name], 1.0 if capture.state is State.STREAMING else 0.0)
             fps.add_metric([cam.name], capture.measured_fps())
+            idle.add_metric([cam.name], 1.0 if capture.idle else 0.0)
+            passthrough.add_metric([cam.name], 1.0 if capture.passthrough else 0.0)
+            for reason, count in dict(capture.frames_invalid).items():
+                invalid.add_metric([cam.name, reason], count)
             for kind in KINDS:
                 totals = state.registry.totals_for(cam.name, kind)
                 sent.add_metric([cam.name, kind], totals.frames_sent)
@@ -74,4 +85,4 @@ class _StateCollector(Collector):
         clients = GaugeMetricFamily("edge_clients", "Open stream connections.", labels=["kind"])
         for kind in KINDS:
             clients.add_metric([kind], state.registry.count(kind))
-        yield from (captured, up, fps, sent, dropped, sent_bytes, clients)
+        yield from (captured, up, fps, sent, dropped, sent_bytes, invalid, idle, passthrough, clients)

@@ -48,7 +48,7 @@ class MJPEGResponse(Response):
         if refusal is not None:
             await over_capacity(refusal)(scope, receive, send)
             return
-        with registry.open("mjpeg", self.camera.name, scope) as conn:
+        with registry.open("mjpeg", self.camera.name, scope) as conn, self.camera.watch(conn):
             conn.fps_cap = self.fps_cap
             await self._stream(scope, receive, send, conn)
 

@@ -40,6 +40,7 @@ Drain = Callable[[], Awaitable[None]]
 # A per-client cap below this is no stream any more (one frame every 100 s); it also keeps
 # the cap arithmetic finite for absurd values such as 5e-324.
 MIN_FPS_CAP = 0.01
+STALL_CHECK = 1.0  # seconds between looks at a stalled connection's progress
 FLOW_EXTENSION = "edge.flow"
 
 
@@ -49,12 +50,14 @@ class Flow:
 
     ``drain`` returns once the transport buffer is empty; ``abort`` drops a connection
     whose client stopped reading (a graceful close would wait for it forever); ``writable``
-    says without waiting whether ``drain`` would return at once.
+    says without waiting whether ``drain`` would return at once; ``buffered`` how much is
+    still waiting to be sent.
     """
 
     drain: Drain
     abort: Callable[[], None]
     writable: Callable[[], bool]
+    buffered: Callable[[], int]  # bytes waiting in the transport: shrinks while the client reads
 
 
 class Stalled(Exception):
@@ -107,11 +110,7 @@ class FramePump:
         """
         flow = self.flow
         if flow is not None and not flow.writable():
-            try:
-                async with asyncio.timeout(self.stall_timeout):
-                    await flow.drain()
-            except TimeoutError:
-                raise Stalled(f"the client read nothing for {self.stall_timeout:g} s") from None
+            await self._drain_or_stall(flow)
         cap = self.conn.fps_cap
         if cap is not None:
             loop = asyncio.get_running_loop()
@@ -121,6 +120,29 @@ class FramePump:
             if delay > 0:
                 await asyncio.sleep(delay)
         return await self.slot.wait_newer(self.conn.last_seq)
+
+    async def _drain_or_stall(self, flow: Flow) -> None:
+        """Wait until writable; :class:`Stalled` after ``stall_timeout`` without progress.
+
+        Progress is the transport's buffer shrinking, not the whole frame leaving: a client on
+        a slow link that reads steadily may take longer than ``stall_timeout`` for one frame.
+        """
+        loop = asyncio.get_running_loop()
+        check = min(self.stall_timeout, STALL_CHECK)
+        deadline = loop.time() + self.stall_timeout
+        left = flow.buffered()
+        while True:
+            try:
+                async with asyncio.timeout(min(check, max(deadline - loop.time(), 0.0))):
+                    await flow.drain()
+                return
+            except TimeoutError:
+                pass
+            now_left = flow.buffered()
+            if now_left < left:
+                left, deadline = now_left, loop.time() + self.stall_timeout
+            elif loop.time() >= deadline:
+                raise Stalled(f"the client read nothing for {self.stall_timeout:g} s") from None
 
     def sent(self, frame: Frame, nbytes: int) -> None:
         """Account for a frame handed to the transport."""

@@ -24,6 +24,11 @@ _SECRET_PARAM = re.compile(rf"(?i)(?<![A-Za-z0-9_.\-])({_NAME})=([^&;#\s'\"]*)")
 # scheme://userinfo@ : the user info is everything up to the last "@" before the path.
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/?#\s'\"]*)@")
 MIN_MASKED_LENGTH = 4  # shorter literal values would mask ordinary words in log lines
+# Credentials in a logged request header (the WebSocket library logs the handshake at DEBUG):
+# whatever the scheme, Basic's base64 is as good as the password itself.
+_AUTH_HEADER = re.compile(
+    r"""(?i)\b((?:proxy-)?authorization['"]?\s*[:,=]\s*[b]?['"]?(?:[A-Za-z0-9_-]+\s+)?)[^\s'"\\,)]+"""
+)
 
 
 def redact_source(source: str | int) -> str:
@@ -64,15 +69,19 @@ class SecretMasker(logging.Filter):
         self._pattern = re.compile("|".join(map(re.escape, values))) if values else None
 
     def filter(self, record: logging.LogRecord) -> bool:
-        pattern = self._pattern
-        if pattern is None:
-            return True
         message = record.getMessage()
-        masked = pattern.sub(MASK, message)
+        masked = self.mask(message)
         if masked != message:
             record.msg, record.args = masked, None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = pattern.sub(MASK, record.exc_text)
+            record.exc_text = self.mask(record.exc_text)
         return True
+
+    def mask(self, text: str) -> str:
+        if self._pattern is not None:
+            text = self._pattern.sub(MASK, text)
+        if "uthorization" in text:
+            text = _AUTH_HEADER.sub(lambda m: m.group(1) + MASK, text)
+        return text

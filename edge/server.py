@@ -34,8 +34,10 @@ from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from .access import SECURITY_HEADERS
 from .config import ServerConfig
 from .logs import client_log
 from .pump import FLOW_EXTENSION, Flow
@@ -51,18 +53,6 @@ STREAM_STOP_GRACE = 1.0  # seconds streams get to end cleanly before stalled one
 GRACEFUL_SHUTDOWN_TIMEOUT = 2.0
 REFUSAL_LINGER = 1.0  # seconds a refused client gets to read the answer before the connection closes
 _UNBOUNDED = 1 << 62
-# On every response, the page's and the API's alike. The viewer has no inline script or style,
-# so the policy can forbid both; images come from the server itself and from decoded WebSocket
-# frames (blob:), connections only go back to where the page came from ('self' covers ws/wss).
-SECURITY_HEADERS = [
-    ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
-    (
-        "Content-Security-Policy",
-        "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; script-src 'self'; "
-        "style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'",
-    ),
-]
 
 
 @dataclass(frozen=True)
@@ -266,9 +256,9 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         if self.scope["http_version"] == "1.0":
             # The cycle's task has not run yet, so switching its class is safe.
             cycle.__class__ = _Http10Cycle
-        flow = self.flow
+        flow, transport = self.flow, self.transport
         self.scope.setdefault("extensions", {})[FLOW_EXTENSION] = Flow(  # type: ignore[typeddict-unknown-key]
-            flow.drain, self.transport.abort, lambda: not flow.write_paused
+            flow.drain, transport.abort, lambda: not flow.write_paused, transport.get_write_buffer_size
         )
 
     def shutdown(self) -> None:
@@ -283,9 +273,9 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None:
-            writable = self.writable
+            writable, transport = self.writable, self.transport
             scope["extensions"][FLOW_EXTENSION] = Flow(  # type: ignore[typeddict-unknown-key]
-                writable.wait, self.transport.abort, writable.is_set
+                writable.wait, transport.abort, writable.is_set, transport.get_write_buffer_size
             )
 
     def send_receive_event_to_app(self) -> None:
@@ -303,7 +293,14 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
         super().send_receive_event_to_app()
 
     async def send(self, message: Any) -> None:
-        await super().send(message)
+        try:
+            await super().send(message)
+        except RuntimeError:
+            # The protocol itself closed the connection (1007 for bad UTF-8, 1009 for an
+            # oversized message) while the app's frame waited: for the app the client is gone.
+            if self.close_sent and message["type"] in ("websocket.send", "websocket.close"):
+                raise ClientDisconnected from None
+            raise
         if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
             # uvicorn forgets that a denial response ends the handshake and then logs an
             # error for a 404 we sent on purpose.

@@ -6,12 +6,14 @@ globals, so two apps (two test servers) can live in one process.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .capture import Capture
 from .config import CameraConfig, Config
-from .connections import Registry
+from .connections import Connection, Registry
 from .metrics import Metrics
 
 
@@ -23,6 +25,17 @@ class Camera:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @contextlib.contextmanager
+    def watch(self, conn: Connection) -> Iterator[None]:
+        """Keep the camera awake while ``conn`` streams. A camera that was idle has only a stale
+        frame in its slot: the stream starts after it, with a frame captured after it arrived."""
+        capture = self.capture
+        latest = capture.slot.latest
+        if capture.idle and latest is not None:
+            conn.last_seq = latest.seq
+        with capture.watching():
+            yield
 
 
 @dataclass

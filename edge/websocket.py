@@ -50,7 +50,7 @@ async def serve_websocket(websocket: WebSocket, state: EdgeState, camera: Camera
         # A close reason must fit in a control frame (123 bytes).
         await websocket.close(CLOSE_TRY_AGAIN, refusal.encode()[:123].decode(errors="ignore"))
         return
-    with registry.open("websocket", camera.name, websocket.scope) as conn:
+    with registry.open("websocket", camera.name, websocket.scope) as conn, camera.watch(conn):
         session = Session(websocket, state, camera, conn)
         try:
             await session.run()

@@ -287,3 +287,20 @@ def test_bad_port_in_environment_is_a_config_error(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "EDGE_PORT" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_console_script_reports_version_and_checks_config() -> None:
+    """`pip install` puts an `edge` command beside `python -m edge` (make install uses it too)."""
+    import edge
+
+    script = Path(sys.executable).parent / "edge"
+    assert script.exists(), f"{script} missing: the package's console script is not installed"
+    version = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=30)
+    assert version.returncode == 0 and version.stdout.strip() == f"edge {edge.__version__}", version
+    check = subprocess.run(
+        [str(script), "--check-config", str(REPO_ROOT / "config" / "edge.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert check.returncode == 0, check.stderr

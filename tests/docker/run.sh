@@ -32,7 +32,7 @@ SUITE=bookworm
 MAX_IMAGE_MB=${EDGE_CI_MAX_IMAGE_MB:-350}
 # Debian's client (/usr/local/bin/docker may be a different, newer client on some machines).
 DOCKER=/usr/bin/docker
-COMPOSE_FILES=(-f compose.yaml -f tests/docker/compose.ci.yaml)
+COMPOSE_FILES=(-f compose.yaml -f compose.virtual.yaml -f tests/docker/compose.ci.yaml)
 
 START=$(date +%s.%N)
 since() { awk -v now="$(date +%s.%N)" -v t0="$1" 'BEGIN { printf "%.1f", now - t0 }'; }
