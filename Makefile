@@ -28,6 +28,7 @@ run: install
 
 test: install-test
 	$(PY) -m ruff check edge tests benchmarks deploy
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 # Builds the image on a private Docker engine and checks that it serves (needs root; CI runs it).
@@ -37,6 +38,7 @@ test-docker: install-test
 lint: install-test
 	$(PY) -m ruff check edge tests benchmarks deploy
 	$(PY) -m ruff format --check edge tests benchmarks deploy
+	$(PY) -m mypy
 
 bench: install-test
 	$(PY) benchmarks/bench.py

@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import os
 import sys
+from typing import NoReturn
 
 from .config import Config, ConfigError, default_config_path, load_config
 from .logs import setup_logging
@@ -23,7 +24,7 @@ log = logging.getLogger("edge")
 
 
 class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 too, but says "usage"
+    def error(self, message: str) -> NoReturn:  # argparse exits 2 too, but says "usage"
         self.print_usage(sys.stderr)
         self.exit(EXIT_CONFIG, f"edge: error: {message}\n")
 

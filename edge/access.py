@@ -154,7 +154,7 @@ async def deny(response: Response, scope: Scope, receive: Receive, send: Send) -
 
 
 def _token(scope: Scope) -> str | None:
-    query = scope.get("query_string", b"").decode("latin-1")
+    query: str = scope.get("query_string", b"").decode("latin-1")
     if "token" not in query:
         return None
     for name, value in parse_qsl(query, keep_blank_values=True):

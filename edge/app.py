@@ -146,7 +146,8 @@ def _stop_captures(state: EdgeState) -> None:
 
 
 def _state(request: Request | WebSocket) -> EdgeState:
-    return request.app.state.edge
+    state: EdgeState = request.app.state.edge
+    return state
 
 
 def _camera(request: Request) -> Camera:

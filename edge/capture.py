@@ -211,6 +211,7 @@ class Capture:
         assert source is not None
         last_good = time.monotonic()
         while True:
+            captured: Captured | None = None
             if self._idle_now():
                 if not self.idle:
                     log.info("%s: idle: no viewer for %g s; not processing frames", self.cam.name, self.cam.idle_after)
@@ -221,17 +222,22 @@ class Capture:
                     if self._stop.is_set():
                         return
                     continue
-                if source.read() is None or self._stop.is_set():  # drained, not processed
+                captured = source.read()  # drained: a device that is not read stalls
+                if captured is None or self._stop.is_set():
                     return
                 last_good = time.monotonic()
-                continue
+                if self._idle_now():
+                    source.take_discarded()
+                    continue
+                # A viewer arrived while this frame was on its way: it is the fresh one to use.
             if self.idle:
                 self.idle = False
                 log.info("%s: a viewer arrived; processing frames again", self.cam.name)
                 source.resume()
-            captured = source.read()
-            if captured is None or self._stop.is_set():
-                return
+            if captured is None:
+                captured = source.read()
+                if captured is None or self._stop.is_set():
+                    return
             discarded = source.take_discarded()
             if discarded:
                 self._invalid("truncated", "cut short in the source's byte stream", discarded)

@@ -444,26 +444,25 @@ def _source(value: Any, key: str, path: str) -> str | int:
         if value < 0:
             raise ConfigError(path, key, f"device index must be >= 0, got {value}")
         return value
-    value = value.strip()
-    if not value:
+    text: str = value.strip()
+    if not text:
         raise ConfigError(path, key, "must not be empty")
-    if value.isdigit():
-        return int(value)
-    if value.startswith(PIPE_PREFIX):
+    if text.isdigit():
+        return int(text)
+    if text.startswith(PIPE_PREFIX):
         try:
-            argv = shlex.split(value[len(PIPE_PREFIX) :])
+            argv = shlex.split(text[len(PIPE_PREFIX) :])
         except ValueError as exc:
             raise ConfigError(path, key, f"cannot split the command: {exc}") from None
         if not argv:
             raise ConfigError(path, key, "pipe: needs a command, e.g. pipe:rpicam-vid -t 0 --codec mjpeg -o -")
-        return value
-    if value in ("auto", "virtual") or value.startswith("/dev/") or "://" in value:
-        return value
-    file = os.path.expanduser(value)
-    if not os.path.isfile(file):
+        return text
+    if text in ("auto", "virtual") or text.startswith("/dev/") or "://" in text:
+        return text
+    if not os.path.isfile(os.path.expanduser(text)):
         # A missing file never appears by retrying; a typo must stop the start, not loop.
-        raise ConfigError(path, key, f"video file {value!r} does not exist (or is not a file)")
-    return value
+        raise ConfigError(path, key, f"video file {text!r} does not exist (or is not a file)")
+    return text
 
 
 def device_key(source: str | int) -> str | None:

@@ -29,14 +29,14 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client import Histogram
+from starlette.types import Scope
 
 from .connections import Connection, Totals
 from .slot import Frame, FrameSlot
 
-Drain = Callable[[], Awaitable[None]]
+Drain = Callable[[], Awaitable[object]]
 # A per-client cap below this is no stream any more (one frame every 100 s); it also keeps
 # the cap arithmetic finite for absurd values such as 5e-324.
 MIN_FPS_CAP = 0.01
@@ -76,9 +76,10 @@ def fps_cap_error(fps: float, camera_fps: float) -> str | None:
     return None
 
 
-def flow_of(scope: dict[str, Any]) -> Flow | None:
+def flow_of(scope: Scope) -> Flow | None:
     """The connection's :class:`Flow`, or ``None`` under a server that does not provide it."""
-    return scope.get("extensions", {}).get(FLOW_EXTENSION)
+    flow = scope.get("extensions", {}).get(FLOW_EXTENSION)
+    return flow if isinstance(flow, Flow) else None
 
 
 class FramePump:

@@ -24,13 +24,14 @@ import asyncio
 import functools
 import json
 import logging
+import math
 import resource
 import signal
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
@@ -50,7 +51,7 @@ log = logging.getLogger("edge.server")
 NOTSENT_LOWAT = 4 * 1024
 TLS_WRITE_HIGH_WATER = 4 * 1024
 STREAM_STOP_GRACE = 1.0  # seconds streams get to end cleanly before stalled ones are aborted
-GRACEFUL_SHUTDOWN_TIMEOUT = 2.0
+GRACEFUL_SHUTDOWN_TIMEOUT = 2
 REFUSAL_LINGER = 1.0  # seconds a refused client gets to read the answer before the connection closes
 _UNBOUNDED = 1 << 62
 
@@ -257,7 +258,8 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             # The cycle's task has not run yet, so switching its class is safe.
             cycle.__class__ = _Http10Cycle
         flow, transport = self.flow, self.transport
-        self.scope.setdefault("extensions", {})[FLOW_EXTENSION] = Flow(  # type: ignore[typeddict-unknown-key]
+        extensions = cast(dict[str, Any], self.scope.setdefault("extensions", {}))
+        extensions[FLOW_EXTENSION] = Flow(
             flow.drain, transport.abort, lambda: not flow.write_paused, transport.get_write_buffer_size
         )
 
@@ -274,7 +276,8 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)
         if scope is not None:
             writable, transport = self.writable, self.transport
-            scope["extensions"][FLOW_EXTENSION] = Flow(  # type: ignore[typeddict-unknown-key]
+            extensions = cast(dict[str, Any], scope["extensions"])
+            extensions[FLOW_EXTENSION] = Flow(
                 writable.wait, transport.abort, writable.is_set, transport.get_write_buffer_size
             )
 
@@ -366,7 +369,7 @@ def uvicorn_config(app: Any, server: ServerConfig) -> uvicorn.Config:
         server_header=False,
         headers=SECURITY_HEADERS,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_TIMEOUT,
-        timeout_keep_alive=server.keepalive_timeout,  # type: ignore[arg-type]
+        timeout_keep_alive=math.ceil(server.keepalive_timeout),
         # X-Forwarded-For/-Proto only from the proxies the user named; uvicorn's default trusts
         # 127.0.0.1, which lets any local process (or a port-forward) claim another address.
         proxy_headers=bool(server.trusted_proxies),

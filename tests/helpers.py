@@ -702,7 +702,7 @@ class BackgroundReader:
                 item = self._reader()
                 with self._lock:
                     self.frames.append(item)
-        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+        except BaseException as exc:
             if not self._stop.is_set():
                 self.error = exc
         finally:

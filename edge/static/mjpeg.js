@@ -28,8 +28,11 @@ export class MjpegPlayer {
     this.painted = false;
     const started = performance.now();
     // The cache-buster makes every (re)connect a new request, also in browsers that would reuse
-    // a cached image for an unchanged src after a failure.
-    this.img.src = `${this.url}?t=${Date.now()}`;
+    // a cached image for an unchanged src after a failure. Added to the query, not appended as
+    // "?t=": the URL may already carry the page's token.
+    const src = new URL(this.url);
+    src.searchParams.set("t", String(Date.now()));
+    this.img.src = src.href;
     // `load` is enough in Chromium; polling naturalWidth covers browsers that skip it.
     this.timer = setInterval(() => {
       if (this.img.naturalWidth > 0) this.paintedFirst();

@@ -2,6 +2,7 @@
 // and shows name, state, source kind, a mode/fps/latency overlay, snapshot and full screen.
 
 import { MjpegPlayer } from "./mjpeg.js";
+import { pageUrl, wsUrl } from "./urls.js";
 import { WsPlayer } from "./ws.js";
 
 const BACKOFF_MIN_S = 0.5;
@@ -62,9 +63,9 @@ export class Tile {
     this.canvas.setAttribute("aria-label", `Live video from camera ${cam.name}`);
     this.fullLabel = this.fullBtn.querySelector(".label");
 
-    const url = (what) => new URL(`cameras/${encodeURIComponent(cam.name)}/${what}`, document.baseURI).href;
+    const path = (what) => `cameras/${encodeURIComponent(cam.name)}/${what}`;
     const snap = $(".snap");
-    snap.href = url("snapshot");
+    snap.href = pageUrl(path("snapshot"));
     snap.setAttribute("aria-label", `Download a snapshot of ${cam.name}`);
     snap.title = "Download a snapshot"; // the server sends no-store: always the current frame
 
@@ -74,8 +75,8 @@ export class Tile {
       onFrame: (captured) => this.frame(captured),
       onSize: (w, h) => this.setAspect(w, h),
     };
-    this.mjpeg = new MjpegPlayer(this.img, url("stream"), on);
-    this.ws = new WsPlayer(this.canvas, url("ws").replace(/^http/, "ws"), on);
+    this.mjpeg = new MjpegPlayer(this.img, pageUrl(path("stream")), on);
+    this.ws = new WsPlayer(this.canvas, wsUrl(path("ws")), on);
 
     this.fullBtn.addEventListener("click", () => this.toggleFullscreen());
     this.view.addEventListener("dblclick", () => this.toggleFullscreen());

@@ -2,6 +2,7 @@
 // server (state, restarts, outages) and stops all streaming while the tab is hidden.
 
 import { Tile } from "./tile.js";
+import { pageUrl } from "./urls.js";
 
 // Browsers allow 6 HTTP/1.1 connections per host and each MJPEG <img> holds one for good; past
 // 4 cameras, auto mode uses WebSocket everywhere so status requests and snapshots still get one.
@@ -29,7 +30,7 @@ let cameraKey = null; // the camera names the grid was built for
  */
 class StatusPoller {
   constructor(handlers) {
-    this.url = new URL("api/status", document.baseURI).href;
+    this.url = pageUrl("api/status");
     this.handlers = handlers;
     this.online = true;
     this.startedAt = null; // the server's start time, to notice a restart between two polls
@@ -162,7 +163,10 @@ function pause() {
 document.addEventListener("visibilitychange", () => (document.hidden ? pause() : resume()));
 document.addEventListener("fullscreenchange", () => tiles.forEach((t) => t.syncFullscreen()));
 
-for (const link of document.querySelectorAll(".modes a")) {
+// The header's links are plain relative hrefs in the HTML; a page opened with a token must hand
+// it on, or the status link and a mode switch would answer 401.
+for (const link of document.querySelectorAll("#status-link, .modes a")) {
+  link.href = pageUrl(link.getAttribute("href"));
   if (link.dataset.mode === mode) link.setAttribute("aria-current", "page");
 }
 
