@@ -35,10 +35,18 @@ test: install-test
 test-docker: install-test
 	bash tests/docker/run.sh
 
+# shellcheck (Debian's `shellcheck`) checks every tracked shell script: *.sh, and files whose
+# first line is a sh or bash shebang (.ci/run).
 lint: install-test
 	$(PY) -m ruff check edge tests benchmarks deploy
 	$(PY) -m ruff format --check edge tests benchmarks deploy
 	$(PY) -m mypy
+	@command -v shellcheck >/dev/null || { echo "make lint: shellcheck missing (Debian: apt-get install shellcheck)" >&2; exit 1; }
+	@scripts=$$(git ls-files '*.sh'; git ls-files -z | xargs -0 grep -sIlZ '^#!' | \
+	    xargs -0 -r awk 'FNR == 1 && /^#!.*[\/ ](ba|da)?sh([ \t]|$$)/ { print FILENAME } { nextfile }'); \
+	scripts=$$(for f in $$scripts; do [ ! -f "$$f" ] || echo "$$f"; done | sort -u); \
+	[ -n "$$scripts" ] || { echo "make lint: no shell scripts found (needs a git checkout)" >&2; exit 1; }; \
+	echo shellcheck $$scripts; shellcheck $$scripts
 
 bench: install-test
 	$(PY) benchmarks/bench.py
@@ -47,7 +55,7 @@ bench: install-test
 # 20-minute soak: 200 churning clients, the camera's source failing every 30 s; prints the figure
 # table. `make test` runs the same test for 120 s (EDGE_SOAK_SECONDS overrides the length).
 soak: install-test
-	EDGE_SOAK_SECONDS=$${EDGE_SOAK_SECONDS:-1200} $(PY) -m pytest -s tests/test_soak.py
+	EDGE_SOAK_SECONDS=$${EDGE_SOAK_SECONDS:-1200} $(PY) -m pytest -s --timeout=$$(( $${EDGE_SOAK_SECONDS:-1200} + 600 )) tests/test_soak.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

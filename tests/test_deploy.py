@@ -115,7 +115,7 @@ def test_hadolint_clean() -> None:
 
 
 def test_dockerfile_properties() -> None:
-    """What the issue asks of the image, checked on the file (run.sh checks the built image)."""
+    """What the issue asks of the image, checked on the file (tests/docker/test_container.py checks the built image)."""
     text = DOCKERFILE.read_text()
     assert not re.search(r"^#\s*syntax\s*=", text, re.MULTILINE), "a syntax directive pulls a frontend image"
     steps = _instructions(text)
