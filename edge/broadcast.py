@@ -63,6 +63,7 @@ class Wire(Protocol):
 
     paused: bool  # the transport holds unsent bytes: the client is not keeping up
     paused_at: float  # time.monotonic() when it last paused
+    paused_left: int  # bytes it held then
     on_resume: Callable[[], None] | None
 
     def write(self, data: bytes) -> None: ...
@@ -215,10 +216,11 @@ class Broadcast:
             wire = sub.wire
             if not wire.paused:
                 continue
+            if sub._progress_at == 0.0:  # first look since it paused
+                sub._progress_at, sub._left = wire.paused_at, wire.paused_left
             left = wire.buffered()
-            if sub._progress_at == 0.0 or left < sub._left:
-                sub._progress_at = wire.paused_at if sub._progress_at == 0.0 else now
-                sub._left = left
+            if left < sub._left:
+                sub._progress_at, sub._left = now, left
             if now - sub._progress_at >= self.stall_timeout:
                 sub.end("stalled")
         self._stall_timer = asyncio.get_running_loop().call_later(STALL_CHECK, self._check_stalls)

@@ -151,7 +151,7 @@ def _limit_write_buffer(transport: asyncio.Transport) -> None:
 class TransportWire:
     """A connection's transport for the broadcast: a write that pauses, a resume callback."""
 
-    __slots__ = ("write", "abort", "buffered", "_closing", "paused", "paused_at", "on_resume")
+    __slots__ = ("write", "abort", "buffered", "_closing", "paused", "paused_at", "paused_left", "on_resume")
 
     def __init__(self, transport: asyncio.Transport, closing: Callable[[], bool] | None = None) -> None:
         self.write = transport.write
@@ -160,6 +160,7 @@ class TransportWire:
         self._closing = closing or transport.is_closing
         self.paused = False
         self.paused_at = 0.0
+        self.paused_left = 0
         self.on_resume: Callable[[], None] | None = None
 
     def closing(self) -> bool:
@@ -168,6 +169,7 @@ class TransportWire:
     def pause(self) -> None:
         self.paused = True
         self.paused_at = time.monotonic()
+        self.paused_left = self.buffered()
 
     def resume(self) -> None:
         self.paused = False
