@@ -1,6 +1,7 @@
 """The viewer page (`GET /`, edge/static/) in a real browser: Debian's chromium via Playwright.
 
-Every test fails on any console error or uncaught exception in the page, except for the network
+Every test fails on any console error or uncaught exception in the page (a Content-Security-Policy
+violation is one, see CSP_REPORTER_JS), except for the network
 errors a test provokes on purpose (a blocked MJPEG request, a stopped server), which are matched
 precisely.  Video is "moving" when the pixels of a tile's <img>/<canvas> change over time.
 `playwright install` cannot download browsers here, so the system chromium is used; without it the
@@ -16,12 +17,14 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.helpers import EdgeServer, get_status, virtual_cam, wait_for
+from tests.helpers import EdgeServer, get_status, http_client, virtual_cam, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -40,8 +43,17 @@ PHONE = {"width": 360, "height": 740}
 CAMERAS = [virtual_cam("cam0", 320, 240, 15), virtual_cam("cam1", 480, 270, 10)]
 SIZES = {"cam0": (320, 240), "cam1": (480, 270)}
 
+# Every Content-Security-Policy violation becomes a console error, so any test fails on one. Chromium
+# logs an inline style attribute itself ("Applying inline style violates ..."), but not a blocked
+# eval() whose EvalError the script catches: only this listener (see open_viewer) reports that.
+CSP_REPORTER_JS = """document.addEventListener("securitypolicyviolation", (e) => {
+  const blocked = e.blockedURI.split("?")[0]; // no query: it may hold the page's token
+  console.error(`CSP violation: ${e.effectiveDirective} blocked ${blocked} at ${e.sourceFile}:${e.lineNumber}`);
+});"""
+
 try:
     from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+    from playwright.sync_api import Error as PlaywrightError
 except ImportError:  # pragma: no cover - the test extra pins playwright
     sync_playwright = None  # type: ignore[assignment]
 
@@ -107,6 +119,7 @@ class Console:
 
 def open_viewer(browser: Browser, url: str, viewport: dict[str, int] = DESKTOP, **ctx: Any) -> tuple[Page, Console]:
     context = browser.new_context(viewport=viewport, **ctx)
+    context.add_init_script(CSP_REPORTER_JS)  # injected by the browser: not subject to the CSP
     page = context.new_page()
     return page, Console(page)
 
@@ -464,7 +477,7 @@ def test_tiles_recover_after_server_restart(browser: Browser, start_server: Call
 class _EmbedHandler(http.server.BaseHTTPRequestHandler):
     body = b""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server API
+    def do_GET(self) -> None:  # http.server API
         if self.path != "/":
             self.send_error(404)
             return
@@ -503,6 +516,186 @@ def test_img_embedded_in_a_page_from_another_origin_plays(browser: Browser, edge
         close(page)
         other.shutdown()
         other.server_close()
+
+
+# --------------------------------------------------------------------------------------------
+# Access control (contract §7): the page behind HTTP Basic or opened as /?token=T, and its CSP
+# --------------------------------------------------------------------------------------------
+
+USER = "admin"
+PASSWORD = "viewer-test-password"
+TOKEN = "viewer-token-0123456789abcdef"  # tokens are >= 16 printable characters
+
+
+@dataclass
+class Guarded:
+    """A server behind access control, and how a viewer gets in: HTTP Basic credentials in the
+    browser context, or only `?token=` in the page's own URL."""
+
+    server: EdgeServer
+    token: str | None  # None: Basic
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """new_context() arguments: the browser's credentials (none for a token page)."""
+        return {} if self.token else {"http_credentials": {"username": USER, "password": PASSWORD}}
+
+    def page_url(self, query: str = "") -> str:
+        parts = ([f"token={self.token}"] if self.token else []) + ([query] if query else [])
+        return f"{self.server.url}/" + ("?" + "&".join(parts) if parts else "")
+
+    def status(self) -> dict[str, Any]:
+        params = {"token": self.token} if self.token else {}
+        with http_client() as client:
+            r = client.get(
+                self.server.url + "/api/status", params=params, auth=None if self.token else (USER, PASSWORD)
+            )
+        assert r.status_code == 200, f"/api/status answered {r.status_code}"
+        return r.json()
+
+    def clients(self) -> dict[str, list[str]]:
+        return {c["name"]: sorted(k["kind"] for k in c["clients"]) for c in self.status()["cameras"]}
+
+
+@pytest.fixture(scope="module", params=["basic", "token"])
+def guarded(
+    request: pytest.FixtureRequest,
+    start_module_server: Callable[..., EdgeServer],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Guarded:
+    secrets = tmp_path_factory.mktemp(f"secrets-{request.param}")
+    if request.param == "basic":
+        (secrets / "password").write_text(PASSWORD + "\n")
+        access = {"auth": {"username": USER, "password_file": str(secrets / "password")}}
+    else:
+        (secrets / "tokens").write_text(f"# viewer tests\n{TOKEN}\n")
+        access = {"tokens_file": str(secrets / "tokens")}
+    return Guarded(start_module_server(cameras=CAMERAS, server=access), TOKEN if request.param == "token" else None)
+
+
+class Network:
+    """What a page asked the server for: HTTP responses, failed requests, WebSockets, and every
+    console line (of any type: the token must not appear in one)."""
+
+    def __init__(self, page: Page, server: EdgeServer) -> None:
+        self.requests: list[str] = []
+        self.responses: list[tuple[int, str]] = []
+        self.failed: list[str] = []
+        self.sockets: list[str] = []
+        self.console: list[str] = []
+        page.on("request", lambda r: r.url.startswith(server.url) and self.requests.append(r.url))
+        page.on("response", lambda r: self.responses.append((r.status, r.url)))
+        page.on("requestfailed", lambda r: self.failed.append(f"{r.url}: {r.failure}"))
+        page.on("websocket", lambda ws: self.sockets.append(ws.url))
+        page.on("console", lambda msg: self.console.append(msg.text))
+
+    def check(self) -> None:
+        refused = [f"{status} {url}" for status, url in self.responses if status in (401, 403)]
+        assert not refused, f"the page's requests were refused: {refused}"
+        assert not self.failed, f"requests failed: {self.failed}"
+
+
+def token_of(url: str) -> list[str]:
+    return parse_qs(urlsplit(url).query).get("token", [])
+
+
+# Every URL the page put in its links and video elements.
+BUILT_URLS_JS = """() => [
+  ...[...document.querySelectorAll("a[href]")].map((a) => a.href),
+  ...[...document.querySelectorAll("img.video[src]")].map((img) => img.src),
+]"""
+
+
+@pytest.mark.parametrize("mode", ["mjpeg", "ws"])
+def test_page_plays_behind_access_control(browser: Browser, guarded: Guarded, mode: str) -> None:
+    """Basic: the browser's credentials cover the page, its <img> streams, WebSockets and fetches.
+    Token: the page hands its own ?token= on to every URL it builds, and to nothing else."""
+    srv = guarded.server
+    page, console = open_viewer(browser, srv.url, accept_downloads=True, **guarded.context)
+    net = Network(page, srv)
+    try:
+        goto(page, guarded.page_url(f"mode={mode}"))
+        wait_for(lambda: page.locator("section.tile").count() == 2, 5, 0.1, "the grid (built from /api/status)")
+        for cam in SIZES:
+            wait_hud(page, cam, r"^WS · [\d.]+ fps · -?\d+ ms$" if mode == "ws" else r"^MJPEG · cam \d+\.\d fps$")
+            assert_moving(page, cam)
+        kind = "websocket" if mode == "ws" else "mjpeg"
+        wait_for(lambda: guarded.clients() == {"cam0": [kind], "cam1": [kind]}, 5, 0.1, f"one {kind} per tile")
+        # The first poll built the grid; the next ones (every 2 s) must get through as well.
+        with page.expect_response(lambda r: urlsplit(r.url).path == "/api/status", timeout=4000) as polled:
+            pass
+        assert polled.value.status == 200 and polled.value.json()["access"]["auth"] == (guarded.token is None)
+        assert page.locator("#banner").is_hidden()
+        assert len(net.sockets) == (2 if mode == "ws" else 0), net.sockets
+
+        built = page.evaluate(BUILT_URLS_JS)
+        assert len(built) == 1 + 3 + 2 + (2 if mode == "mjpeg" else 0), built  # status, modes, snaps, imgs
+        # Only the page's own scripts and styles (open paths) are fetched without the token.
+        fetched = [url for url in net.requests if not urlsplit(url).path.startswith("/static/")]
+        expected = [guarded.token] if guarded.token else []
+        for url in built + fetched + net.sockets:
+            assert token_of(url) == expected, f"{url}: token {token_of(url)}, expected {expected}"
+        if guarded.token:
+            assert not any(TOKEN in line for line in net.console), "the token appeared in the console"
+            stored = page.evaluate("() => [localStorage.length, sessionStorage.length, document.cookie]")
+            assert stored == [0, 0, ""], f"the page stored something: {stored}"
+        net.check()
+
+        # The header's links (status, modes) work with what the browser has: for a token page,
+        # the token they carry.
+        for link in page.locator("#status-link, .modes a").all():
+            href = link.evaluate("(a) => a.href")
+            assert page.context.request.get(href).status == 200, href
+        assert "cameras" in page.context.request.get(page.locator("#status-link").evaluate("(a) => a.href")).json()
+        with page.expect_download() as info:
+            tile(page, "cam0").locator("a.snap").click()
+        data = Path(info.value.path()).read_bytes()
+        assert data[:2] == b"\xff\xd8" and data[-2:] == b"\xff\xd9", f"snapshot is not a JPEG: {data[:80]!r}"
+        console.check()
+    finally:
+        close(page)
+
+
+def test_page_without_credentials_is_refused(browser: Browser, guarded: Guarded) -> None:
+    page, _ = open_viewer(browser, guarded.server.url)
+    try:
+        urls = [guarded.server.url + "/"] + (
+            [guarded.server.url + "/?token=not-the-token-0123456789"] if guarded.token else []
+        )
+        for url in urls:
+            with page.expect_response(url) as answer:
+                try:
+                    page.goto(url, wait_until="domcontentloaded")
+                except PlaywrightError as exc:
+                    # How Chromium under Playwright ends a Basic challenge it has no credentials
+                    # for (a desktop browser would ask for a user name and password instead).
+                    assert "ERR_INVALID_AUTH_CREDENTIALS" in str(exc), exc
+            assert answer.value.status == 401, f"{url}: {answer.value.status}"
+            assert answer.value.headers.get("www-authenticate") == 'Basic realm="edge"'
+            assert page.locator("section.tile").count() == 0
+    finally:
+        close(page)
+
+
+@pytest.mark.parametrize("mode", ["mjpeg", "ws"])
+def test_page_keeps_to_its_content_security_policy(browser: Browser, edge: EdgeServer, mode: str) -> None:
+    """The server forbids inline script and style and eval (security headers): the page must play
+    under that policy. A violation is a console error (see CSP_REPORTER_JS): console.check()."""
+    page, console = open_viewer(browser, edge.url)
+    try:
+        response = page.goto(f"{edge.url}/?mode={mode}", wait_until="domcontentloaded")
+        assert response is not None and response.status == 200
+        policy = response.headers.get("content-security-policy", "")
+        directives = {d.split()[0]: d.split()[1:] for d in policy.split(";") if d.strip()}
+        for name in ("script-src", "style-src"):
+            assert directives.get(name) == ["'self'"], f"{name} in the policy {policy!r}"
+        assert "'unsafe-" not in policy, policy
+        for cam in SIZES:
+            wait_hud(page, cam, r"^WS · [\d.]+ fps" if mode == "ws" else r"^MJPEG · cam")
+            assert_moving(page, cam)
+        console.check()
+    finally:
+        close(page)
 
 
 def test_page_assets_are_local_and_relative() -> None:
