@@ -177,11 +177,27 @@ class TransportWire:
             self.on_resume()
 
 
+class _TellsTheWire(asyncio.Protocol):
+    """Passes the transport's pause and resume on to the connection's :class:`TransportWire`."""
+
+    wire: TransportWire | None = None
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.wire is not None:
+            self.wire.pause()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.wire is not None:
+            self.wire.resume()
+
+
 def _stalled(transport: asyncio.Transport) -> bool:
     return transport.get_write_buffer_size() > 0
 
 
-class EdgeHttpProtocol(HttpToolsProtocol):
+class EdgeHttpProtocol(_TellsTheWire, HttpToolsProtocol):
     def __init__(self, *args: Any, limits: Limits = Limits(), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits
@@ -198,16 +214,6 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self.wire = TransportWire(transport)
         _limit_write_buffer(transport)
         self._arm_head_timer()
-
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        if self.wire is not None:
-            self.wire.pause()
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        if self.wire is not None:
-            self.wire.resume()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
@@ -317,23 +323,11 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         super().shutdown()
 
 
-class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
-    wire: TransportWire | None = None
-
+class EdgeWebSocketProtocol(_TellsTheWire, WebSocketsSansIOProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         # Frames written past the protocol must stop at its close frame, not at the socket's.
         self.wire = TransportWire(self.transport, lambda: self.close_sent or self.transport.is_closing())
-
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        if self.wire is not None:
-            self.wire.pause()
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        if self.wire is not None:
-            self.wire.resume()
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
