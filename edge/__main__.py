@@ -85,8 +85,21 @@ def _secrets(config: Config) -> set[str]:
 
 def serve(config: Config) -> int:
     from .app import create_app
-    from .server import EdgeServer, ListenError, listen_socket, raise_open_files_limit, uvicorn_config
+    from .server import (
+        AdapterError,
+        EdgeServer,
+        ListenError,
+        check_uvicorn,
+        listen_socket,
+        raise_open_files_limit,
+        uvicorn_config,
+    )
 
+    try:
+        check_uvicorn()
+    except AdapterError as exc:
+        log.error("%s", exc)
+        return EXIT_FAILURE
     server_cfg = config.server
     try:
         sock = listen_socket(server_cfg.host, server_cfg.port)

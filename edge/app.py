@@ -24,10 +24,10 @@ from starlette.websockets import WebSocket
 
 from . import __version__
 from .access import AccessControl, deny
+from .broadcast import fps_cap_error
 from .capture import State
 from .config import Config
 from .mjpeg import MJPEGResponse
-from .pump import fps_cap_error
 from .redact import redact_source
 from .state import Camera, EdgeState
 from .websocket import serve_websocket

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
+import enum
 import itertools
 import logging
 import time
@@ -27,6 +28,11 @@ current_connection: contextvars.ContextVar[str] = contextvars.ContextVar("edge_c
 log = logging.getLogger("edge.connections")
 
 
+class StreamKind(enum.StrEnum):
+    MJPEG = "mjpeg"
+    WEBSOCKET = "websocket"
+
+
 class ConnectionFilter(logging.Filter):
     """Stamps each log record with the id of the connection being served (``-`` if none)."""
 
@@ -38,7 +44,7 @@ class ConnectionFilter(logging.Filter):
 @dataclass(eq=False)
 class Connection:
     id: str
-    kind: str  # "mjpeg" | "websocket"
+    kind: StreamKind
     camera: str
     remote: str
     connected_at: float = field(default_factory=time.time)
@@ -58,7 +64,7 @@ class Connection:
     def as_status(self) -> dict[str, Any]:
         return {
             "id": self.id,
-            "kind": self.kind,
+            "kind": self.kind.value,
             "remote": self.remote,
             "connected_at": round(self.connected_at, 3),
             "frames_sent": self.frames_sent,
@@ -122,14 +128,14 @@ class Registry:
     def for_camera(self, camera: str) -> list[Connection]:
         return [c for c in self._open.values() if c.camera == camera]
 
-    def count(self, kind: str) -> int:
+    def count(self, kind: StreamKind) -> int:
         return sum(1 for c in self._open.values() if c.kind == kind)
 
-    def totals_for(self, camera: str, kind: str) -> Totals:
+    def totals_for(self, camera: str, kind: StreamKind) -> Totals:
         return self.totals.setdefault((camera, kind), Totals())
 
     @contextmanager
-    def open(self, kind: str, camera: str, scope: Scope) -> Iterator[Connection]:
+    def open(self, kind: StreamKind, camera: str, scope: Scope) -> Iterator[Connection]:
         """Register a stream for the duration of the block and name it in the log context.
 
         Raises :class:`CapacityError` when there is no room; callers check :meth:`refusal`
@@ -146,7 +152,7 @@ class Registry:
         self._empty.clear()
         token = current_connection.set(conn.id)
         started = time.monotonic()
-        log.info("%s stream opened: camera=%s remote=%s", kind, camera, remote)
+        log.info("%s stream opened: camera=%s remote=%s", kind.value, camera, remote)
         try:
             yield conn
         finally:
@@ -158,7 +164,7 @@ class Registry:
                 self._empty.set()
             log.info(
                 "%s stream closed after %.1f s: sent=%d dropped=%d bytes=%d",
-                kind,
+                kind.value,
                 time.monotonic() - started,
                 conn.frames_sent,
                 conn.frames_dropped,

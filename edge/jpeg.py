@@ -510,6 +510,25 @@ class MultipartSplitter:
             self.skipped_bytes += n
         del self._buf[:n]
 
+    def _line_end(self, start: int, line: int) -> int | None:
+        """Where the delimiter line that begins at ``line`` ends (its LF): ``None`` when it is not
+        all here yet (what precedes it is dropped: wait for more), -1 when it is too long to be one."""
+        buf = self._buf
+        eol = buf.find(b"\n", start, start + _MAX_BOUNDARY_LINE)
+        if eol >= 0:
+            return eol
+        if len(buf) - start < _MAX_BOUNDARY_LINE:
+            self._skip(line)
+            self._pos = 0
+            return None
+        return -1
+
+    def _take_line(self, line: int, eol: int) -> None:
+        """Drop everything up to and including the delimiter line at ``line``..``eol``."""
+        self._skip(line)
+        del self._buf[: eol + 1 - line]
+        self._pos = 0
+
     def _seek(self) -> bool:
         buf = self._buf
         needle = self._needle
@@ -529,18 +548,14 @@ class MultipartSplitter:
             if buf[after] not in _AFTER_BOUNDARY:
                 self._pos = i + 1
                 continue
-            eol = buf.find(b"\n", after, after + _MAX_BOUNDARY_LINE)
+            eol = self._line_end(after, i)
+            if eol is None:
+                return False
             if eol < 0:
-                if len(buf) - after < _MAX_BOUNDARY_LINE:
-                    self._skip(i)
-                    self._pos = 0
-                    return False
                 self._pos = after  # an endless "delimiter line": junk
                 continue
             close = buf.startswith(b"--", after)
-            self._skip(i)
-            del buf[: eol + 1 - i]
-            self._pos = 0
+            self._take_line(i, eol)
             if not close:  # after the close delimiter only an epilogue follows: keep seeking
                 self._state = _HEADER
                 self._length = None
@@ -557,12 +572,10 @@ class MultipartSplitter:
                 self._pos = 0
                 return False
             i = found.start()
-            eol = buf.find(b"\n", i, i + _MAX_BOUNDARY_LINE)
+            eol = self._line_end(i, i)
+            if eol is None:
+                return False
             if eol < 0:
-                if len(buf) - i < _MAX_BOUNDARY_LINE:
-                    self._skip(i)
-                    self._pos = 0
-                    return False
                 self._pos = i + 2
                 continue
             token = bytes(buf[i + 2 : eol]).rstrip(b"\r\t ")
@@ -570,9 +583,7 @@ class MultipartSplitter:
                 self._pos = i + 2
                 continue
             self._needle = b"--" + token
-            self._skip(i)
-            del buf[: eol + 1 - i]
-            self._pos = 0
+            self._take_line(i, eol)
             self._state = _HEADER
             self._length = None
             return True

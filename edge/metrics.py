@@ -15,11 +15,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from .capture import State
+from .connections import StreamKind
 
 if TYPE_CHECKING:
     from .state import EdgeState
 
-KINDS = ("mjpeg", "websocket")
+KINDS = tuple(StreamKind)
 
 
 class Metrics:
@@ -79,10 +80,10 @@ class _StateCollector(Collector):
                 invalid.add_metric([cam.name, reason], count)
             for kind in KINDS:
                 totals = state.registry.totals_for(cam.name, kind)
-                sent.add_metric([cam.name, kind], totals.frames_sent)
-                dropped.add_metric([cam.name, kind], totals.frames_dropped)
-                sent_bytes.add_metric([cam.name, kind], totals.bytes_sent)
+                sent.add_metric([cam.name, kind.value], totals.frames_sent)
+                dropped.add_metric([cam.name, kind.value], totals.frames_dropped)
+                sent_bytes.add_metric([cam.name, kind.value], totals.bytes_sent)
         clients = GaugeMetricFamily("edge_clients", "Open stream connections.", labels=["kind"])
         for kind in KINDS:
-            clients.add_metric([kind], state.registry.count(kind))
+            clients.add_metric([kind.value], state.registry.count(kind))
         yield from (captured, up, fps, sent, dropped, sent_bytes, invalid, idle, passthrough, clients)

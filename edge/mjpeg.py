@@ -3,24 +3,24 @@
 The boundary follows each frame rather than preceding the next one: a browser paints a
 part only when it sees the next boundary, so boundary-after-frame shows each frame as
 soon as it arrives instead of one frame late.
+
+The part is framed here once per frame for everyone: HTTP/1.1 clients get it as a whole
+chunk (``<hex length>\\r\\n`` + part + ``\\r\\n``), HTTP/1.0 clients as it is (their body ends
+when the connection closes).
 """
 
 from __future__ import annotations
 
-import logging
-
-import anyio
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from .connections import Connection, address_of
-from .logs import client_log
-from .pump import FramePump, Stalled, flow_of
-from .slot import BOUNDARY
+from .broadcast import Subscriber
+from .connections import Connection, StreamKind
+from .slot import Frame, Framing
 from .state import Camera, EdgeState
+from .stream import GONE, Ending, Stream
 
-log = logging.getLogger("edge.mjpeg")
-
+BOUNDARY = "edgeframe"
 STREAM_HEADERS = [
     (b"content-type", b"multipart/x-mixed-replace; boundary=" + BOUNDARY.encode()),
     (b"cache-control", b"no-store, no-cache, must-revalidate, max-age=0"),
@@ -28,6 +28,23 @@ STREAM_HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 PREAMBLE = b"--" + BOUNDARY.encode() + b"\r\n"
+_TAIL = b"\r\n--" + BOUNDARY.encode() + b"\r\n"
+
+
+def part(frame: Frame) -> tuple[bytes, int]:
+    """The multipart part, boundary after it: a close-delimited (HTTP/1.0) body's bytes."""
+    head = b"Content-Type: image/jpeg\r\nContent-Length: %d\r\nX-Timestamp: %.6f\r\n\r\n" % (
+        len(frame.jpeg),
+        frame.timestamp,
+    )
+    data = head + frame.jpeg + _TAIL
+    return data, len(data)
+
+
+def chunk(frame: Frame) -> tuple[bytes, int]:
+    """The part as one HTTP/1.1 chunk."""
+    data, size = frame.framed(part)
+    return b"%x\r\n%b\r\n" % (size, data), size
 
 
 class MJPEGResponse(Response):
@@ -43,60 +60,44 @@ class MJPEGResponse(Response):
         self.fps_cap = fps_cap
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        registry = self.state.registry
-        refusal = registry.refusal(address_of(scope))
-        if refusal is not None:
-            await over_capacity(refusal)(scope, receive, send)
-            return
-        with registry.open("mjpeg", self.camera.name, scope) as conn, self.camera.watch(conn):
-            conn.fps_cap = self.fps_cap
-            await self._stream(scope, receive, send, conn)
+        await MJPEGStream(self.state, self.camera, scope, receive, send, self.fps_cap).serve()
 
-    async def _stream(self, scope: Scope, receive: Receive, send: Send, conn: Connection) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        if scope["method"] == "HEAD":
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return
-        await send({"type": "http.response.body", "body": PREAMBLE, "more_body": True})
-        flow = flow_of(scope)
-        pump = FramePump(
-            conn,
-            self.camera.capture.slot,
-            self.camera.config.fps,
-            flow,
-            self.state.registry.totals_for(self.camera.name, "mjpeg"),
-            self.state.metrics.frame_age.labels(self.camera.name, "mjpeg"),
-            self.state.config.server.stall_timeout,
-        )
-        disconnected = False
-        async with anyio.create_task_group() as tg:
 
-            async def watch_disconnect() -> None:
-                # Some servers' send() to a vanished client just returns, so a loop that
-                # only sends never notices; the receive channel always says.
-                nonlocal disconnected
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                disconnected = True
-                tg.cancel_scope.cancel()
+class MJPEGStream(Stream):
+    kind = StreamKind.MJPEG
 
-            tg.start_soon(watch_disconnect)
-            with conn.pumping:
-                try:
-                    while True:
-                        frame = await pump.next()
-                        part = frame.mjpeg_part
-                        await send({"type": "http.response.body", "body": part, "more_body": True})
-                        pump.sent(frame, len(part))
-                except Stalled as exc:
-                    client_log.info("closing the stream: %s", exc)
-                    if flow is not None:
-                        flow.abort()  # it cannot take even the end of the body
-                    disconnected = True
-            # Shutdown asked us to stop: end the body properly so the client sees a clean end.
-            if not disconnected:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-            tg.cancel_scope.cancel()
+    def __init__(
+        self, state: EdgeState, camera: Camera, scope: Scope, receive: Receive, send: Send, fps_cap: float | None
+    ) -> None:
+        super().__init__(state, camera, scope, receive, send)
+        self.fps_cap = fps_cap
+
+    async def refuse(self, message: str) -> None:
+        await over_capacity(message)(self.scope, self.receive, self.send)
+
+    async def start(self, conn: Connection) -> bool:
+        conn.fps_cap = self.fps_cap
+        await self.send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
+        if self.scope["method"] == "HEAD":
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+            return False
+        await self.send({"type": "http.response.body", "body": PREAMBLE, "more_body": True})
+        return True
+
+    def framing(self) -> Framing:
+        # HTTP/1.0 knows no chunks: server.py makes such a body close-delimited.
+        return part if self.scope["http_version"] == "1.0" else chunk
+
+    async def watch(self, sub: Subscriber) -> Ending:
+        # Some servers' send() to a vanished client just returns, so a loop that only sends
+        # never notices; the receive channel always says.
+        while (await self.receive())["type"] != "http.disconnect":
+            pass
+        return GONE
+
+    async def finish(self, ending: Ending) -> None:
+        if ending.why == "shutdown":  # end the body properly so the client sees a clean end
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def over_capacity(message: str) -> Response:

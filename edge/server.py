@@ -1,12 +1,20 @@
-"""uvicorn setup: the listening socket, per-connection buffers, shutdown and signals.
+"""uvicorn setup and the one adapter to its internals: listening socket, transports, limits,
+shutdown and signals.
 
-Everything here corrects a uvicorn 0.54 behaviour that matters for endless streams:
+Everything that reaches below uvicorn's public API lives in this module, and
+:func:`check_uvicorn` looks for all of it at start-up, so an upgrade that moves something
+fails at once with a message naming it instead of hanging streams or answering 500. It
+corrects the uvicorn 0.54 behaviours that matter for endless streams:
 
+* stream bodies go out on the fast path: each connection's transport is handed to the app
+  as a :class:`broadcast.Wire` (the ``edge.wire`` scope extension), and the camera's broadcast
+  writes each frame's bytes to it directly, while the ASGI cycle keeps doing the rest (head,
+  errors, the end of a body, WebSocket handshakes and text messages);
 * httptools sends a chunked body even to HTTP/1.0 clients, which cannot parse it: an
   HTTP/1.0 response without a length gets a close-delimited body instead;
-* buffers that hide a slow reader from us: see ``pump.py`` for the bounded-backlog
-  mechanism; this module sets ``TCP_NOTSENT_LOWAT`` and the zero high-water mark, and
-  tells the endpoints when a connection is writable (the ``edge.flow`` scope extension);
+* buffers that hide a slow reader from us: see ``broadcast.py`` for the bounded-backlog
+  mechanism; this module sets ``TCP_NOTSENT_LOWAT`` and the zero high-water mark, and tells
+  the wire when its transport pauses and resumes;
 * shutdown waits for open connections (forever by default) before the app hears of
   it, a stalled reader never drains, and a signal is re-raised so the exit status is
   143: streams are ended first, stalled connections are aborted, and a signal-driven
@@ -26,8 +34,8 @@ import json
 import logging
 import math
 import resource
-import signal
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import FrameType
@@ -37,11 +45,12 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
 
 from .access import SECURITY_HEADERS
+from .broadcast import WIRE_EXTENSION
 from .config import ServerConfig
 from .logs import client_log
-from .pump import FLOW_EXTENSION, Flow
 
 log = logging.getLogger("edge.server")
 
@@ -139,11 +148,56 @@ def _limit_write_buffer(transport: asyncio.Transport) -> None:
         transport.set_write_buffer_limits(high=TLS_WRITE_HIGH_WATER)
 
 
+class TransportWire:
+    """A connection's transport for the broadcast: a write that pauses, a resume callback."""
+
+    __slots__ = ("write", "abort", "buffered", "_closing", "paused", "paused_at", "paused_left", "on_resume")
+
+    def __init__(self, transport: asyncio.Transport, closing: Callable[[], bool] | None = None) -> None:
+        self.write = transport.write
+        self.abort = transport.abort
+        self.buffered = transport.get_write_buffer_size
+        self._closing = closing or transport.is_closing
+        self.paused = False
+        self.paused_at = 0.0
+        self.paused_left = 0
+        self.on_resume: Callable[[], None] | None = None
+
+    def closing(self) -> bool:
+        return self._closing()
+
+    def pause(self) -> None:
+        self.paused = True
+        self.paused_at = time.monotonic()
+        self.paused_left = self.buffered()
+
+    def resume(self) -> None:
+        self.paused = False
+        if self.on_resume is not None:
+            self.on_resume()
+
+
+class _TellsTheWire(asyncio.Protocol):
+    """Passes the transport's pause and resume on to the connection's :class:`TransportWire`."""
+
+    wire: TransportWire | None = None
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.wire is not None:
+            self.wire.pause()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.wire is not None:
+            self.wire.resume()
+
+
 def _stalled(transport: asyncio.Transport) -> bool:
     return transport.get_write_buffer_size() > 0
 
 
-class EdgeHttpProtocol(HttpToolsProtocol):
+class EdgeHttpProtocol(_TellsTheWire, HttpToolsProtocol):
     def __init__(self, *args: Any, limits: Limits = Limits(), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits
@@ -153,9 +207,11 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self._received_any = False
         self._refused = False
         self._running: RequestResponseCycle | None = None  # the cycle whose ASGI task runs
+        self.wire: TransportWire | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.wire = TransportWire(transport)
         _limit_write_buffer(transport)
         self._arm_head_timer()
 
@@ -257,11 +313,8 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         if self.scope["http_version"] == "1.0":
             # The cycle's task has not run yet, so switching its class is safe.
             cycle.__class__ = _Http10Cycle
-        flow, transport = self.flow, self.transport
         extensions = cast(dict[str, Any], self.scope.setdefault("extensions", {}))
-        extensions[FLOW_EXTENSION] = Flow(
-            flow.drain, transport.abort, lambda: not flow.write_paused, transport.get_write_buffer_size
-        )
+        extensions[WIRE_EXTENSION] = self.wire
 
     def shutdown(self) -> None:
         if self.cycle is not None and not self.cycle.response_complete and _stalled(self.transport):
@@ -270,16 +323,18 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         super().shutdown()
 
 
-class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
+class EdgeWebSocketProtocol(_TellsTheWire, WebSocketsSansIOProtocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        # Frames written past the protocol must stop at its close frame, not at the socket's.
+        self.wire = TransportWire(self.transport, lambda: self.close_sent or self.transport.is_closing())
+
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None:
-            writable, transport = self.writable, self.transport
             extensions = cast(dict[str, Any], scope["extensions"])
-            extensions[FLOW_EXTENSION] = Flow(
-                writable.wait, transport.abort, writable.is_set, transport.get_write_buffer_size
-            )
+            extensions[WIRE_EXTENSION] = self.wire
 
     def send_receive_event_to_app(self) -> None:
         # uvicorn logs a traceback at ERROR for a text message that is not UTF-8; that is the
@@ -342,12 +397,10 @@ class EdgeServer(uvicorn.Server):
         await super().shutdown(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        # Unlike uvicorn, do not remember the signal to re-raise it after shutdown: a
-        # requested shutdown that went well exits 0, not 128+signal.
-        if self.should_exit and sig == signal.SIGINT:
-            self.force_exit = True
-        else:
-            self.should_exit = True
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises the signals it caught once it has shut down, so the exit status
+        # would be 128+signal; a requested shutdown that went well exits 0.
+        self._captured_signals.clear()
 
 
 def uvicorn_config(app: Any, server: ServerConfig) -> uvicorn.Config:
@@ -377,3 +430,89 @@ def uvicorn_config(app: Any, server: ServerConfig) -> uvicorn.Config:
         ssl_certfile=tls.certfile if tls else None,
         ssl_keyfile=tls.keyfile if tls else None,
     )
+
+
+class AdapterError(Exception):
+    """The installed uvicorn lacks something this module relies on."""
+
+
+# What this module uses below uvicorn's public API, by the object that must have it.
+_NEEDED = {
+    "HttpToolsProtocol": (
+        "connection_made connection_lost data_received on_message_begin on_header on_headers_complete "
+        "send_400_response _start_asgi_task pause_writing resume_writing shutdown "
+        "flow cycle pipeline scope headers transport client server_state loop"
+    ),
+    "FlowControl": "write_paused drain pause_writing resume_writing",
+    "RequestResponseCycle": (
+        "send response_started response_complete chunked_encoding keep_alive expected_content_length "
+        "disconnected message_event scope"
+    ),
+    "WebSocketsSansIOProtocol": (
+        "connection_made handle_connect send_receive_event_to_app handle_parser_exception send shutdown "
+        "pause_writing resume_writing writable conn close_sent handshake_complete curr_msg_data_type frames "
+        "transport logger"
+    ),
+    "Server": "handle_exit startup shutdown should_exit _captured_signals",
+}
+
+
+class _ProbeTransport(asyncio.Transport):
+    """Enough of a transport to build uvicorn's protocols without a socket."""
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        return None
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def check_uvicorn(app: Any = None) -> None:
+    """Fail fast, naming what is missing, if this uvicorn is not the one this module was
+    written against (instances are built, so attributes set in ``__init__`` are checked too)."""
+    config = uvicorn.Config(app or _probe_app, lifespan="off", log_config=None)
+    config.load()
+    state = ServerState()
+    transport = _ProbeTransport()
+    http = HttpToolsProtocol(config, state, {}, _loop=asyncio.new_event_loop())
+    try:
+        http.connection_made(transport)
+        objects: dict[str, object] = {
+            "HttpToolsProtocol": http,
+            "FlowControl": http.flow,
+            "RequestResponseCycle": RequestResponseCycle(
+                cast(Any, {}),
+                transport,
+                http.flow,
+                log,
+                log,
+                False,
+                [],
+                asyncio.Event(),
+                False,
+                True,
+                lambda: None,
+            ),
+            "WebSocketsSansIOProtocol": WebSocketsSansIOProtocol(config, state, {}, _loop=http.loop),
+            "Server": uvicorn.Server(config),
+        }
+    finally:
+        http.loop.close()
+    _check_objects(objects)
+
+
+def _check_objects(objects: dict[str, object]) -> None:
+    for owner, names in _NEEDED.items():
+        for name in names.split():
+            if not hasattr(objects[owner], name):
+                raise AdapterError(
+                    f"uvicorn {uvicorn.__version__}: attribute {owner}.{name} missing; edge's server adapter "
+                    f"(edge/server.py) was written for uvicorn 0.54: install the version pinned in pyproject.toml"
+                )
+
+
+async def _probe_app(scope: Any, receive: Any, send: Any) -> None:
+    return None

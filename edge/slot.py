@@ -1,52 +1,56 @@
-"""The latest-frame slot: one capture thread publishes, any number of asyncio tasks read.
+"""The latest-frame slot: one capture thread publishes, the event loop hands the frame on.
 
-The slot holds exactly one frame. Readers never queue frames: a reader that was busy
-asks for "anything newer than what I sent" and gets the newest, skipping the rest. That
-is what keeps a slow viewer from slowing the camera or seeing a growing delay.
+The slot holds exactly one frame. Nothing queues frames for a reader: a reader that was
+busy gets the newest frame when it is ready again, skipping the rest. That is what keeps a
+slow viewer from slowing the camera or seeing a growing delay.
+
+A frame is published once per camera and reaches the event loop with one
+``call_soon_threadsafe``; there it goes to the slot's listeners (the camera's broadcast,
+``broadcast.py``) and to the tasks waiting for a newer frame (snapshots of an idle camera).
 """
 
 from __future__ import annotations
 
 import asyncio
-import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-
-BOUNDARY = "edgeframe"
-_WS_HEADER = struct.Struct(">Qd")
 
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One encoded frame, with its wire forms built once in the capture thread.
+    """One encoded frame.
 
-    Building the MJPEG part and the WebSocket payload here, not per client, is the
-    "encode once" rule applied to framing too: 100 viewers share these bytes.
+    ``wire`` caches the frame's bytes as each writer frames them (an MJPEG chunk, a WebSocket
+    message): built by the first connection that needs them, on the event loop, and shared by
+    every other connection. The formats themselves live with their writers.
     """
 
     seq: int
     timestamp: float
     jpeg: bytes
     placeholder: bool = False
-    mjpeg_part: bytes = field(init=False, repr=False)
-    ws_payload: bytes = field(init=False, repr=False)
+    wire: dict[Framing, tuple[bytes, int]] = field(default_factory=dict, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        head = b"Content-Type: image/jpeg\r\nContent-Length: %d\r\nX-Timestamp: %.6f\r\n\r\n" % (
-            len(self.jpeg),
-            self.timestamp,
-        )
-        tail = b"\r\n--" + BOUNDARY.encode() + b"\r\n"
-        object.__setattr__(self, "mjpeg_part", head + self.jpeg + tail)
-        object.__setattr__(self, "ws_payload", _WS_HEADER.pack(self.seq, self.timestamp) + self.jpeg)
+    def framed(self, framing: Framing) -> tuple[bytes, int]:
+        """``framing(self)``, built on first use and shared: (bytes to write, payload size)."""
+        data = self.wire.get(framing)
+        if data is None:
+            data = self.wire[framing] = framing(self)
+        return data
+
+
+Framing = Callable[[Frame], tuple[bytes, int]]
+
+
+FrameListener = Callable[[Frame], None]
 
 
 class FrameSlot:
-    """Thread-safe latest-frame holder with async waiting for a newer frame.
+    """Thread-safe latest-frame holder that tells the event loop about each new frame.
 
-    Waiters share one future per loop; ``publish`` wakes them with a single
-    ``call_soon_threadsafe`` instead of one per waiter, so the cost of a frame does not
-    grow with the number of viewers on the capture side.
+    Waiters share one future; ``publish`` costs the capture thread one
+    ``call_soon_threadsafe`` whatever the number of viewers.
     """
 
     def __init__(self) -> None:
@@ -55,6 +59,7 @@ class FrameSlot:
         self._seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next: asyncio.Future[Frame] | None = None
+        self._listeners: list[FrameListener] = []
 
     @property
     def latest(self) -> Frame | None:
@@ -69,6 +74,11 @@ class FrameSlot:
         """Bind the slot to the serving loop (called from that loop at start-up)."""
         self._loop = loop
 
+    def listen(self, listener: FrameListener) -> None:
+        """Call ``listener(frame)`` on the event loop for every new frame (the newest only, when
+        several arrive before the loop gets to them)."""
+        self._listeners.append(listener)
+
     def publish(self, frame: Frame) -> None:
         """Called from the capture thread; never blocks on readers."""
         with self._lock:
@@ -81,9 +91,13 @@ class FrameSlot:
                 pass
 
     def _wake(self, frame: Frame) -> None:
+        if frame is not self._frame:
+            return  # a newer frame is already on its way: nobody needs this one any more
         waiters, self._next = self._next, None
         if waiters is not None and not waiters.done():
             waiters.set_result(frame)
+        for listener in self._listeners:
+            listener(frame)
 
     async def wait_newer(self, seq: int) -> Frame:
         """Return the newest frame whose sequence number is greater than ``seq``."""

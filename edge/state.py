@@ -11,9 +11,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from .broadcast import Broadcast
 from .capture import Capture
 from .config import CameraConfig, Config
-from .connections import Connection, Registry
+from .connections import Connection, Registry, StreamKind
 from .metrics import Metrics
 
 
@@ -21,6 +22,7 @@ from .metrics import Metrics
 class Camera:
     config: CameraConfig
     capture: Capture
+    broadcast: Broadcast
 
     @property
     def name(self) -> str:
@@ -49,10 +51,12 @@ class EdgeState:
     @classmethod
     def build(cls, config: Config) -> EdgeState:
         metrics = Metrics()
-        cameras = {
-            cam.name: Camera(cam, Capture(cam, on_encode=metrics.encode_seconds.labels(cam.name).observe))
-            for cam in config.cameras
-        }
+        cameras = {}
+        for cam in config.cameras:
+            capture = Capture(cam, on_encode=metrics.encode_seconds.labels(cam.name).observe)
+            ages = {kind: metrics.frame_age.labels(cam.name, kind.value) for kind in StreamKind}
+            broadcast = Broadcast(capture.slot, cam.fps, config.server.stall_timeout, ages)
+            cameras[cam.name] = Camera(cam, capture, broadcast)
         registry = Registry(config.server.max_clients, config.server.max_streams_per_address)
         state = cls(config, cameras, registry, metrics)
         metrics.bind(state)

@@ -1,8 +1,10 @@
-"""The WebSocket frame channel (contract §5): binary frames, per-connection settings, flow control.
+"""The WebSocket frame channel (contract §5): binary frames, per-connection settings, acks.
 
-Two tasks serve a connection: the pump sends frames (newest only, after the transport
-drained, and in ack mode only after the client acknowledged the previous one); the reader
-applies settings and acks, answers malformed messages, and polices floods.
+Frames go out from the camera's broadcast as complete server-to-client binary messages,
+framed here once per frame for every WebSocket viewer: the header (FIN + binary opcode and
+the payload length; server frames are not masked), then 8 bytes of sequence number, 8 of
+capture time, and the JPEG. The connection's task only reads: settings and acks, answers to
+malformed messages, and flood policing.
 """
 
 from __future__ import annotations
@@ -10,24 +12,40 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import struct
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
+from starlette import status
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from .connections import Connection, address_of
+from .broadcast import Subscriber, fps_cap_error, wire_of
+from .connections import Connection, StreamKind
 from .logs import client_log
-from .pump import FramePump, Stalled, flow_of, fps_cap_error
+from .slot import Frame, Framing
 from .state import Camera, EdgeState
+from .stream import GONE, Ending, Stream
 
 log = logging.getLogger("edge.websocket")
 
 FLOOD_LIMIT = 100  # client messages per second, not counting one ack per frame sent
-CLOSE_POLICY = 1008
-CLOSE_TRY_AGAIN = 1013
-CLOSE_GOING_AWAY = 1001
 CLOSE_TIMEOUT = 2.0
+_PREFIX = struct.Struct(">Qd")
+_BINARY = 0x82  # FIN + opcode 2
+
+
+def message(frame: Frame) -> tuple[bytes, int]:
+    """The frame as one complete binary WebSocket message (RFC 6455 §5.2)."""
+    size = _PREFIX.size + len(frame.jpeg)
+    if size < 126:
+        header = bytes((_BINARY, size))
+    elif size < 1 << 16:
+        header = struct.pack(">BBH", _BINARY, 126, size)
+    else:
+        header = struct.pack(">BBQ", _BINARY, 127, size)
+    return header + _PREFIX.pack(frame.seq, frame.timestamp) + frame.jpeg, size
 
 
 class PolicyViolation(Exception):
@@ -40,47 +58,32 @@ async def serve_websocket(websocket: WebSocket, state: EdgeState, camera: Camera
         name = websocket.path_params.get("cam", "")
         await websocket.send_denial_response(JSONResponse({"error": f"unknown camera {name!r}"}, status_code=404))
         return
-    await websocket.accept()
-    registry = state.registry
-    if registry.stopping:
-        await websocket.close(CLOSE_GOING_AWAY, "server shutting down")
-        return
-    refusal = registry.refusal(address_of(websocket.scope))
-    if refusal is not None:
-        # A close reason must fit in a control frame (123 bytes).
-        await websocket.close(CLOSE_TRY_AGAIN, refusal.encode()[:123].decode(errors="ignore"))
-        return
-    with registry.open("websocket", camera.name, websocket.scope) as conn, camera.watch(conn):
-        session = Session(websocket, state, camera, conn)
-        try:
-            await session.run()
-        except (WebSocketDisconnect, OSError):
-            pass  # the client left; the registry entry goes with this block
+    await WebSocketStream(state, camera, websocket).serve()
 
 
-class Session:
-    def __init__(self, websocket: WebSocket, state: EdgeState, camera: Camera, conn: Connection) -> None:
+class WebSocketStream(Stream):
+    kind = StreamKind.WEBSOCKET
+
+    def __init__(self, state: EdgeState, camera: Camera, websocket: WebSocket) -> None:
+        super().__init__(state, camera, websocket.scope, websocket.receive, websocket.send)
         self.ws = websocket
-        self.camera = camera
-        self.conn = conn
-        self.flow = flow_of(websocket.scope)
-        self.pump = FramePump(
-            conn,
-            camera.capture.slot,
-            camera.config.fps,
-            self.flow,
-            state.registry.totals_for(camera.name, "websocket"),
-            state.metrics.frame_age.labels(camera.name, "websocket"),
-            state.config.server.stall_timeout,
-        )
-        self.acked = asyncio.Event()  # set when the client may get the next frame in ack mode
-        self.acked.set()
+        self.conn: Connection | None = None
+        self.sub: Subscriber | None = None
         self.last_free_ack = 0  # seq of the last ack let through without counting
         self.window_start = 0.0
         self.window_count = 0
-        self.close_with: tuple[int, str] | None = None  # the reader's verdict: (0, "") = client gone
 
-    async def run(self) -> None:
+    async def refuse(self, message: str) -> None:
+        await self.ws.accept()
+        if self.state.registry.stopping:
+            await self.ws.close(status.WS_1001_GOING_AWAY, "server shutting down")
+            return
+        # A close reason must fit in a control frame (123 bytes).
+        await self.ws.close(status.WS_1013_TRY_AGAIN_LATER, message.encode()[:123].decode(errors="ignore"))
+
+    async def start(self, conn: Connection) -> bool:
+        self.conn = conn
+        await self.ws.accept()
         capture = self.camera.capture
         hello = {
             "type": "hello",
@@ -88,57 +91,38 @@ class Session:
             "width": capture.width,
             "height": capture.height,
             "fps": self.camera.config.fps,
-            "id": self.conn.id,
+            "id": conn.id,
         }
         await self.ws.send_text(json.dumps(hello))
-        async with anyio.create_task_group() as tg:
-            with self.conn.pumping:
-                tg.start_soon(self._read_until_close)
-                await self._pump()
-            tg.cancel_scope.cancel()
-        # The pump stopped: shutdown asked (no verdict yet), or the reader gave one.
-        code, reason = self.close_with or (CLOSE_GOING_AWAY, "server shutting down")
-        if code:
-            await self._close(code, reason)
+        return True
 
-    async def _pump(self) -> None:
+    def framing(self) -> Framing:
+        return message
+
+    async def watch(self, sub: Subscriber) -> Ending:
+        self.sub = sub
         try:
             while True:
-                if self.conn.ack_mode:
-                    await self.acked.wait()
-                frame = await self.pump.next()
-                payload = frame.ws_payload
-                await self.ws.send({"type": "websocket.send", "bytes": payload})
-                self.pump.sent(frame, len(payload))
-                if self.conn.ack_mode:
-                    self.acked.clear()
-        except (WebSocketDisconnect, OSError):
-            self.close_with = (0, "")  # gone: nothing to close
-        except Stalled as exc:
-            client_log.info("closing the stream: %s", exc)
-            if self.flow is not None:
-                self.flow.abort()  # it cannot take even a close frame
-            self.close_with = (0, "")
-
-    async def _read_until_close(self) -> None:
-        try:
-            while self.close_with is None:
-                await self._read_one()
+                received = await self.ws.receive()
+                if received["type"] == "websocket.disconnect":
+                    return GONE
+                await self._handle(received)
         except PolicyViolation as exc:
             client_log.info("closing with 1008: %s", exc)
-            self.close_with = (CLOSE_POLICY, str(exc))
+            return Ending("refused", str(exc))
         except (WebSocketDisconnect, OSError):
-            self.close_with = (0, "")
-        self.conn.pumping.cancel()
+            return GONE
 
-    async def _read_one(self) -> None:
-        message = await self.ws.receive()
-        if message["type"] == "websocket.disconnect":
-            self.close_with = (0, "")
-            return
-        if message.get("bytes") is not None:
+    async def finish(self, ending: Ending) -> None:
+        if ending.why == "shutdown":
+            await self._close(status.WS_1001_GOING_AWAY, "server shutting down")
+        elif ending.why == "refused":
+            await self._close(status.WS_1008_POLICY_VIOLATION, ending.reason)
+
+    async def _handle(self, received: Mapping[str, Any]) -> None:
+        if received.get("bytes") is not None:
             raise PolicyViolation("binary messages are not accepted")
-        msg, error = parse_message(message.get("text") or "")
+        msg, error = parse_message(received.get("text") or "")
         is_ack = msg is not None and msg.get("type") == "ack" and error is None
         self._police_rate(ack_seq=msg["seq"] if is_ack and msg is not None else None)
         if error is None and msg is not None:
@@ -150,6 +134,7 @@ class Session:
     def _police_rate(self, ack_seq: int | None) -> None:
         """Close floods. An ack of a frame sent since the last free ack does not count, so a
         client gets one free ack per frame sent, and never a stock of them to flood with."""
+        assert self.conn is not None
         if ack_seq is not None and self.last_free_ack < ack_seq <= self.conn.last_seq:
             self.last_free_ack = ack_seq
             return
@@ -161,15 +146,20 @@ class Session:
             raise PolicyViolation(f"more than {FLOOD_LIMIT} messages per second")
 
     def _apply_ack(self, msg: dict[str, Any]) -> str | None:
-        if self.conn.ack_mode and msg["seq"] >= self.conn.last_seq:
-            self.acked.set()
+        conn, sub = self.conn, self.sub
+        assert conn is not None and sub is not None
+        if conn.ack_mode and msg["seq"] >= conn.last_seq and sub.held:
+            sub.held = False
+            self.camera.broadcast.kick(sub)
         return None
 
     def _apply_settings(self, msg: dict[str, Any]) -> str | None:
+        conn, sub = self.conn, self.sub
+        assert conn is not None and sub is not None
         unknown = set(msg) - {"type", "fps", "ack"}
         if unknown:
             return f"unknown settings field(s): {', '.join(sorted(unknown))}"
-        fps, ack = msg.get("fps", self.conn.fps_cap), msg.get("ack", self.conn.ack_mode)
+        fps, ack = msg.get("fps", conn.fps_cap), msg.get("ack", conn.ack_mode)
         if fps is not None:
             if isinstance(fps, bool) or not isinstance(fps, (int, float)):
                 return "settings.fps must be a number"
@@ -178,15 +168,15 @@ class Session:
                 return f"settings.fps {error}"
         if not isinstance(ack, bool):
             return "settings.ack must be true or false"
-        self.conn.fps_cap = float(fps) if fps is not None else None
-        if ack and not self.conn.ack_mode:
+        conn.fps_cap = float(fps) if fps is not None else None
+        if ack and not conn.ack_mode:
             # Entering ack mode: the next frame waits for an ack of the last one sent.
-            if self.conn.frames_sent:
-                self.acked.clear()
-        if not ack:
-            self.acked.set()
-        self.conn.ack_mode = ack
-        log.debug("settings: fps=%s ack=%s", self.conn.fps_cap, ack)
+            sub.held = conn.frames_sent > 0
+        conn.ack_mode = ack
+        if not ack and sub.held:
+            sub.held = False
+            self.camera.broadcast.kick(sub)
+        log.debug("settings: fps=%s ack=%s", conn.fps_cap, ack)
         return None
 
     async def _close(self, code: int, reason: str) -> None:
@@ -196,8 +186,8 @@ class Session:
                 await self.ws.close(code, reason)
             except (WebSocketDisconnect, OSError, RuntimeError):
                 return
-        if scope.cancelled_caught and self.flow is not None:
-            self.flow.abort()
+        if scope.cancelled_caught:
+            wire_of(self.scope).abort()
 
 
 def parse_message(text: str) -> tuple[dict[str, Any] | None, str | None]:

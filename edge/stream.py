@@ -1,0 +1,102 @@
+"""One stream's life, MJPEG and WebSocket alike: admit, register, subscribe, watch, end.
+
+The two kinds differ only in how a frame is framed on the wire and in what the client may
+say (``mjpeg.py``, ``websocket.py``). Everything else is here, once: the capacity checks, the
+registry entry and its log lines, keeping an idle camera awake, the camera's broadcast,
+noticing that the peer left, and ending on shutdown or when the broadcast gives up on a
+client that stopped reading.
+
+The stream's task does no per-frame work: frames go out from the camera's broadcast
+(``broadcast.py``); the task waits for the end.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import ClassVar
+
+import anyio
+from starlette.types import Receive, Scope, Send
+
+from .broadcast import Subscriber, wire_of
+from .connections import Connection, StreamKind, address_of
+from .logs import client_log
+from .slot import Framing
+from .state import Camera, EdgeState
+
+
+@dataclass(frozen=True)
+class Ending:
+    """Why a stream ends: ``shutdown``, ``gone`` (the client left), ``stalled`` (it read nothing
+    for ``stall_timeout``), or ``refused`` (a WebSocket client broke the protocol)."""
+
+    why: str
+    reason: str = ""
+
+
+SHUTDOWN, GONE = Ending("shutdown"), Ending("gone")
+
+
+class Stream(abc.ABC):
+    kind: ClassVar[StreamKind]
+
+    def __init__(self, state: EdgeState, camera: Camera, scope: Scope, receive: Receive, send: Send) -> None:
+        self.state = state
+        self.camera = camera
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+
+    async def serve(self) -> None:
+        registry = self.state.registry
+        refusal = registry.refusal(address_of(self.scope))
+        if refusal is not None:
+            await self.refuse(refusal)
+            return
+        wire = wire_of(self.scope)
+        camera = self.camera
+        with registry.open(self.kind, camera.name, self.scope) as conn, camera.watch(conn):
+            if not await self.start(conn):
+                return
+            sub = Subscriber(conn, wire, self.framing(), registry.totals_for(camera.name, self.kind))
+            camera.broadcast.add(sub)
+            try:
+                ending = await self._until_the_end(conn, sub)
+            finally:
+                camera.broadcast.remove(sub)
+            if ending.why == "stalled":
+                client_log.info("closing the stream: the client read nothing for %g s", camera.broadcast.stall_timeout)
+                wire.abort()  # it cannot take even the end of the stream
+                return
+            await self.finish(ending)
+
+    async def _until_the_end(self, conn: Connection, sub: Subscriber) -> Ending:
+        ending = SHUTDOWN
+        with conn.pumping:  # registry.stop_all() cancels it: shutdown
+            with anyio.CancelScope() as watching:
+                sub.ended.add_done_callback(lambda _: watching.cancel())
+                ending = await self.watch(sub)
+        if sub.ended.done():
+            return Ending(sub.ended.result())
+        return ending
+
+    @abc.abstractmethod
+    async def refuse(self, message: str) -> None:
+        """Answer a client that cannot have a stream now (503 / close 1013)."""
+
+    @abc.abstractmethod
+    async def start(self, conn: Connection) -> bool:
+        """Open the stream (response head / handshake and hello); ``False``: nothing follows."""
+
+    @abc.abstractmethod
+    def framing(self) -> Framing:
+        """How this connection's frames look on the wire (built once per frame and framing)."""
+
+    @abc.abstractmethod
+    async def watch(self, sub: Subscriber) -> Ending:
+        """Read from the client until it leaves (or breaks the rules); returns why."""
+
+    @abc.abstractmethod
+    async def finish(self, ending: Ending) -> None:
+        """End the stream properly, where the client is still there to see it."""

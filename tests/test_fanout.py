@@ -1,0 +1,374 @@
+"""In-process unit tests of the frame path's core objects, driven directly (no server, no socket).
+
+* ``FrameSlot``: newest wins, many waiters share one wake-up, listeners hear each frame once
+  (and only the newest when several arrive before the loop runs).
+* ``Broadcast``: who gets a frame (writable, due, not held for an ack, not sent already), the
+  drop arithmetic (a gap is a drop, frames skipped for the client's own cap are not), the cap's
+  grid, the wire bytes built once per frame and shared, resume and stall handling.
+* ``parse_message`` and ``fps_cap_error``: the WebSocket client messages and the cap's bounds.
+* ``_Pacer``: the virtual camera's and files' clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from prometheus_client import CollectorRegistry, Histogram
+
+from edge.broadcast import STALL_CHECK, Broadcast, Subscriber, fps_cap_error
+from edge.connections import Connection, StreamKind, Totals
+from edge.mjpeg import chunk, part
+from edge.slot import Frame, FrameSlot
+from edge.sources import _Pacer
+from edge.websocket import message, parse_message
+
+CAMERA_FPS = 30.0
+
+
+def frame(seq: int, jpeg: bytes = b"\xff\xd8jpeg\xff\xd9") -> Frame:
+    return Frame(seq, 1_700_000_000.0 + seq / CAMERA_FPS, jpeg)
+
+
+@dataclass
+class FakeWire:
+    """A transport that records writes; ``paused`` as the protocol would set it."""
+
+    paused: bool = False
+    paused_at: float = 0.0
+    paused_left: int = 0
+    left: int = 0  # bytes still buffered (shrinks while a stalled client reads)
+    writes: list[bytes] = field(default_factory=list)
+    closed: bool = False
+    aborted: bool = False
+    on_resume: object = None
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def closing(self) -> bool:
+        return self.closed
+
+    def buffered(self) -> int:
+        return self.left
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def resume(self) -> None:
+        self.paused = False
+        if callable(self.on_resume):
+            self.on_resume()
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield loop
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
+def histograms() -> dict[StreamKind, Histogram]:
+    h = Histogram("age", "age", ["kind"], registry=CollectorRegistry())
+    return {kind: h.labels(kind.value) for kind in StreamKind}
+
+
+def subscribe(
+    broadcast: Broadcast, kind: StreamKind = StreamKind.MJPEG, fps_cap: float | None = None
+) -> tuple[Subscriber, FakeWire, Totals]:
+    conn = Connection(id="c1", kind=kind, camera="cam0", remote="127.0.0.1:1", fps_cap=fps_cap)
+    wire, totals = FakeWire(), Totals()
+    sub = Subscriber(conn, wire, chunk if kind is StreamKind.MJPEG else message, totals)
+    broadcast.add(sub)
+    return sub, wire, totals
+
+
+def run(loop: asyncio.AbstractEventLoop, coro_fn: object) -> object:
+    return loop.run_until_complete(coro_fn())  # type: ignore[operator]
+
+
+# -- FrameSlot ----------------------------------------------------------------------------------
+
+
+def test_slot_wakes_many_waiters_with_the_newest_frame(loop: asyncio.AbstractEventLoop) -> None:
+    slot = FrameSlot()
+    slot.attach(loop)
+    heard: list[int] = []
+    slot.listen(lambda f: heard.append(f.seq))
+
+    async def scenario() -> list[int]:
+        waiters = [asyncio.ensure_future(slot.wait_newer(0)) for _ in range(50)]
+        await asyncio.sleep(0)
+        # Three frames published (from another thread) before the loop runs: waiters and the
+        # listener get the newest, and the listener hears it once, not three times.
+        publisher = threading.Thread(target=lambda: [slot.publish(frame(s)) for s in (1, 2, 3)])
+        publisher.start()
+        publisher.join()
+        done = await asyncio.wait_for(asyncio.gather(*waiters), 2)
+        return [f.seq for f in done]
+
+    seqs = run(loop, scenario)
+    assert seqs == [3] * 50
+    assert heard == [3]
+
+
+def test_wait_newer_returns_the_newest_not_the_one_it_was_woken_with(loop: asyncio.AbstractEventLoop) -> None:
+    slot = FrameSlot()
+    slot.attach(loop)
+
+    async def scenario() -> int:
+        waiter = asyncio.ensure_future(slot.wait_newer(0))
+        await asyncio.sleep(0)
+        slot.publish(frame(1))
+        await asyncio.sleep(0)  # the loop wakes the waiter with frame 1 ...
+        slot._frame = frame(2)  # ... and frame 2 lands (its own wake still queued) before the waiter runs
+        return (await asyncio.wait_for(waiter, 2)).seq
+
+    assert run(loop, scenario) == 2
+
+
+def test_wait_newer_returns_at_once_when_the_slot_is_ahead(loop: asyncio.AbstractEventLoop) -> None:
+    slot = FrameSlot()
+    slot.attach(loop)
+    slot.publish(frame(5))
+
+    async def scenario() -> int:
+        return (await asyncio.wait_for(slot.wait_newer(4), 1)).seq
+
+    assert run(loop, scenario) == 5
+
+
+# -- Broadcast ----------------------------------------------------------------------------------
+
+
+def make_broadcast(loop: asyncio.AbstractEventLoop, stall_timeout: float = 60.0) -> tuple[FrameSlot, Broadcast]:
+    slot = FrameSlot()
+    slot.attach(loop)
+    return slot, Broadcast(slot, CAMERA_FPS, stall_timeout, histograms())
+
+
+def test_new_subscriber_gets_the_latest_frame_at_once(loop: asyncio.AbstractEventLoop) -> None:
+    slot, broadcast = make_broadcast(loop)
+    slot._frame = frame(7)
+
+    async def scenario() -> FakeWire:
+        _, wire, _ = subscribe(broadcast)
+        return wire
+
+    wire = run(loop, scenario)
+    assert isinstance(wire, FakeWire) and wire.writes == [chunk(frame(7))[0]]
+
+
+def test_frame_bytes_are_built_once_and_shared(loop: asyncio.AbstractEventLoop) -> None:
+    _, broadcast = make_broadcast(loop)
+
+    async def scenario() -> list[FakeWire]:
+        wires = [subscribe(broadcast)[1] for _ in range(5)] + [subscribe(broadcast, StreamKind.WEBSOCKET)[1]]
+        f = frame(1)
+        broadcast.on_frame(f)
+        assert set(f.wire) == {chunk, part, message}  # chunk is built from the part
+        return wires
+
+    wires = run(loop, scenario)
+    assert isinstance(wires, list)
+    mjpeg = [w.writes[0] for w in wires[:5]]
+    assert all(data is mjpeg[0] for data in mjpeg), "every MJPEG viewer writes the same bytes object"
+    assert mjpeg[0].startswith(b"%x\r\nContent-Type: image/jpeg\r\n" % part(frame(1))[1])
+    assert mjpeg[0].endswith(b"\r\n--edgeframe\r\n\r\n")
+    ws = wires[5].writes[0]
+    assert ws[0] == 0x82 and ws[1] == 16 + len(frame(1).jpeg) and ws[2:10] == (1).to_bytes(8, "big")
+
+
+def test_paused_subscriber_is_skipped_and_gets_the_newest_when_it_resumes(loop: asyncio.AbstractEventLoop) -> None:
+    slot, broadcast = make_broadcast(loop)
+
+    async def scenario() -> tuple[FakeWire, Connection, Totals]:
+        sub, wire, totals = subscribe(broadcast)
+        broadcast.on_frame(frame(1))
+        wire.paused = True
+        for seq in (2, 3, 4):
+            slot._frame = frame(seq)
+            broadcast.on_frame(slot._frame)
+        assert len(wire.writes) == 1, "nothing is written to a paused connection"
+        wire.resume()
+        return wire, sub.conn, totals
+
+    result = run(loop, scenario)
+    assert isinstance(result, tuple)
+    wire, conn, totals = result
+    assert [w for w in wire.writes] == [chunk(frame(1))[0], chunk(frame(4))[0]]
+    assert conn.last_seq == 4 and conn.frames_sent == 2
+    assert conn.frames_dropped == 2 and totals.frames_dropped == 2, "frames 2 and 3 were skipped: two drops"
+    assert conn.bytes_sent == part(frame(1))[1] + part(frame(4))[1] == totals.bytes_sent
+
+
+def test_frames_skipped_for_the_clients_own_cap_are_not_drops(loop: asyncio.AbstractEventLoop) -> None:
+    _, broadcast = make_broadcast(loop)
+
+    async def scenario() -> tuple[FakeWire, Connection]:
+        sub, wire, _ = subscribe(broadcast, fps_cap=CAMERA_FPS / 3)
+        start = time.monotonic()
+        for seq in range(1, 31):  # one second of frames at the camera's pace, on a fake clock
+            broadcast.offer(sub, frame(seq), start + seq / CAMERA_FPS)
+        return wire, sub.conn
+
+    result = run(loop, scenario)
+    assert isinstance(result, tuple)
+    wire, conn = result
+    assert 9 <= len(wire.writes) <= 11, f"a 10 fps cap on 30 fps sent {len(wire.writes)} frames in a second"
+    assert conn.frames_dropped == 0
+
+
+def test_ack_mode_holds_frames_until_acknowledged(loop: asyncio.AbstractEventLoop) -> None:
+    slot, broadcast = make_broadcast(loop)
+
+    async def scenario() -> tuple[FakeWire, Subscriber]:
+        sub, wire, _ = subscribe(broadcast, StreamKind.WEBSOCKET)
+        sub.conn.ack_mode = True
+        broadcast.on_frame(frame(1))
+        slot._frame = frame(2)
+        broadcast.on_frame(frame(2))
+        assert len(wire.writes) == 1 and sub.held
+        sub.held = False  # the client acknowledged frame 1
+        slot._frame = frame(3)
+        broadcast.kick(sub)
+        return wire, sub
+
+    result = run(loop, scenario)
+    assert isinstance(result, tuple)
+    wire, sub = result
+    assert len(wire.writes) == 2 and sub.conn.last_seq == 3, "after the ack: the newest frame, not frame 2"
+
+
+def test_frame_already_sent_is_not_sent_again(loop: asyncio.AbstractEventLoop) -> None:
+    _, broadcast = make_broadcast(loop)
+
+    async def scenario() -> FakeWire:
+        sub, wire, _ = subscribe(broadcast)
+        broadcast.on_frame(frame(1))
+        broadcast.kick(sub)
+        broadcast.on_frame(frame(1))
+        return wire
+
+    wire = run(loop, scenario)
+    assert isinstance(wire, FakeWire) and len(wire.writes) == 1
+
+
+def test_closing_connection_gets_nothing_and_a_failed_write_ends_it(loop: asyncio.AbstractEventLoop) -> None:
+    _, broadcast = make_broadcast(loop)
+
+    async def scenario() -> tuple[FakeWire, Subscriber]:
+        sub, wire, _ = subscribe(broadcast)
+        wire.closed = True
+        broadcast.on_frame(frame(1))
+        assert wire.writes == []
+        wire.closed = False
+
+        def broken(data: bytes) -> None:
+            raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
+
+        wire.write = broken  # type: ignore[method-assign]
+        broadcast.on_frame(frame(2))
+        return wire, sub
+
+    result = run(loop, scenario)
+    assert isinstance(result, tuple)
+    _, sub = result
+    assert sub.ended.done() and sub.ended.result() == "gone"
+
+
+def test_stall_is_declared_only_without_progress(loop: asyncio.AbstractEventLoop) -> None:
+    _, broadcast = make_broadcast(loop, stall_timeout=1.0)
+
+    async def scenario() -> tuple[Subscriber, Subscriber]:
+        reading, reading_wire, _ = subscribe(broadcast)
+        silent, silent_wire, _ = subscribe(broadcast)
+        for wire in (reading_wire, silent_wire):
+            wire.paused, wire.paused_at, wire.paused_left, wire.left = True, time.monotonic(), 100_000, 100_000
+        deadline = time.monotonic() + 3 * STALL_CHECK + 1.0
+        while time.monotonic() < deadline and not silent.ended.done():
+            reading_wire.left -= 1000  # this client reads, slowly
+            await asyncio.sleep(0.2)
+        return reading, silent
+
+    result = run(loop, scenario)
+    assert isinstance(result, tuple)
+    reading, silent = result
+    assert silent.ended.done() and silent.ended.result() == "stalled"
+    assert not reading.ended.done(), "a client that keeps reading is not stalled, however slow"
+
+
+# -- client messages, caps, pacer -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ('{"type": "ack", "seq": 5}', None),
+        ('{"type": "settings", "fps": 5, "ack": true}', None),
+        ("not json", "message is not valid JSON"),
+        ("[1, 2]", "message must be a JSON object"),
+        ('{"type": "ack", "seq": "5"}', "ack.seq must be an integer"),
+        ('{"type": "ack", "seq": true}', "ack.seq must be an integer"),
+        ('{"type": "ping"}', "unknown message type 'ping'; expected 'settings' or 'ack'"),
+        ("[" * 100_000, "message is not valid JSON"),
+        ('{"type": "ack", "seq": ' + "9" * 5000 + "}", "message is not valid JSON"),
+    ],
+    ids=["ack", "settings", "not-json", "not-object", "seq-string", "seq-bool", "unknown", "deep", "too-many-digits"],
+)
+def test_parse_message(text: str, error: str | None) -> None:
+    assert parse_message(text)[1] == error
+
+
+@pytest.mark.parametrize(
+    ("fps", "valid"),
+    [
+        (30, True),
+        (0.01, True),
+        (15.5, True),
+        (0, False),
+        (0.009, False),
+        (31, False),
+        (10**400, False),
+        (-(10**400), False),
+        (float("nan"), False),
+        (float("inf"), False),
+    ],
+    ids=[
+        "camera-rate",
+        "floor",
+        "fraction",
+        "zero",
+        "below-floor",
+        "above-camera",
+        "huge",
+        "huge-negative",
+        "nan",
+        "inf",
+    ],
+)
+def test_fps_cap_bounds(fps: float, valid: bool) -> None:
+    assert (fps_cap_error(fps, CAMERA_FPS) is None) == valid
+
+
+def test_pacer_keeps_a_grid_and_restarts_after_falling_behind() -> None:
+    stop = threading.Event()
+    pacer = _Pacer(100.0, stop)
+    start = time.monotonic()
+    for _ in range(20):
+        assert pacer.wait()
+    elapsed = time.monotonic() - start
+    assert 0.18 <= elapsed < 0.5, f"20 frames at 100 fps took {elapsed:.3f} s"
+    pacer.next -= 5.0  # a suspend: 500 frames behind the grid
+    before = time.monotonic()
+    assert all(pacer.wait() for _ in range(5))
+    took = time.monotonic() - before
+    assert 0.035 <= took < 0.3, f"5 frames after a suspend took {took:.3f} s: it must restart the grid, not burst"
+    stop.set()
+    assert not pacer.wait()
