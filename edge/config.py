@@ -110,9 +110,6 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     path: str = ""
 
-    def camera(self, name: str) -> CameraConfig | None:
-        return next((c for c in self.cameras if c.name == name), None)
-
     def with_overrides(self, host: str | None = None, port: int | None = None, log_level: str | None = None) -> Config:
         """Apply CLI overrides, validated like the file's own values."""
         server = self.server

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import textwrap
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -332,8 +333,9 @@ def make_placeholder(width: int, height: int, name: str, reason: str) -> np.ndar
         ("NO SIGNAL", 1.6 * s, (0, 0, 255)),
         (name, 0.9 * s, (255, 255, 255)),
         (time.strftime("%Y-%m-%d %H:%M:%S"), 0.7 * s, (200, 200, 200)),
-        (reason[:60], 0.5 * s, (160, 160, 160)),
     ]
+    # The reason says what to do: wrap it rather than cut it (three lines at most).
+    lines += [(part, 0.5 * s, (160, 160, 160)) for part in textwrap.wrap(reason, 60, max_lines=3, placeholder=" ...")]
     y = int(height * 0.3)
     for text, scale, colour in lines:
         (tw, th), _ = cv2.getTextSize(text, _FONT, scale, thick)

@@ -52,6 +52,7 @@ export class Tile {
     this.badge = $(".badge");
     this.stateEl = $(".state");
     this.stateText = $(".state-text");
+    this.problem = $(".problem");
     this.fullBtn = $(".full");
 
     const id = `cam-${cam.name}`;
@@ -189,7 +190,11 @@ export class Tile {
     this.stateEl.dataset.state = cam.state;
     const kind = virtual ? "" : ` · ${cam.source_kind ?? "camera"}`;
     this.stateText.textContent = (STATE_TEXT[cam.state] ?? cam.state) + kind;
-    this.stateEl.title = `source: ${cam.source}`;
+    this.stateEl.title = `source: ${cam.source}` + (cam.processing ? ` · ${cam.processing}` : "") + (cam.idle ? " · idle" : "");
+    // Why the source is down, or why `auto` fell back to the virtual camera: said where the
+    // user looks, not only in the log.
+    this.problem.textContent = cam.problem ?? "";
+    this.problem.hidden = !cam.problem;
     this.camFps = typeof cam.fps === "number" ? cam.fps : null;
     this.setAspect(cam.width, cam.height); // the size the camera actually delivers
     const ghost =
