@@ -40,6 +40,8 @@ lint: install-test
 	$(PY) -m ruff format --check edge tests benchmarks deploy
 	$(PY) -m mypy
 
+# Load benchmark, edge beside the floor (benchmarks/floor.py) under the same loads (~6 min), then
+# CPU per camera source (~16 min); both need ffmpeg. Results and summary.md in benchmarks/results/.
 bench: install-test
 	$(PY) benchmarks/bench.py
 	$(PY) benchmarks/sources.py
