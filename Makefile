@@ -48,6 +48,8 @@ lint: install-test
 	[ -n "$$scripts" ] || { echo "make lint: no shell scripts found (needs a git checkout)" >&2; exit 1; }; \
 	echo shellcheck $$scripts; shellcheck $$scripts
 
+# Load benchmark, edge beside the floor (benchmarks/floor.py) under the same loads (~6 min), then
+# CPU per camera source (~16 min); both need ffmpeg. Results and summary.md in benchmarks/results/.
 bench: install-test
 	$(PY) benchmarks/bench.py
 	$(PY) benchmarks/sources.py

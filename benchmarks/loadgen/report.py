@@ -1,4 +1,7 @@
-"""Turns per-client records into run figures, JSON files and the Markdown summary table."""
+"""Turns per-client records into run figures, JSON files and the summary's per-run table rows.
+
+The summary itself (servers side by side, ratios to the floor) is built by ``compare.py``.
+"""
 
 from __future__ import annotations
 
@@ -180,7 +183,7 @@ def table_row(r: dict[str, Any]) -> str:
     ages = f"{_fmt(age.get('p50'), 2)} / {_fmt(age.get('p95'), 2)}" if slow else "–"
     bad = fast["bad_jpeg"] + fast["framing_errors"] + slow.get("bad_jpeg", 0)
     cells = [
-        r["run"],
+        f"{r['run']} · {r['server_kind']}" if r.get("server_kind") else r["run"],
         label,
         _fmt(fast["fps"]["min"]),
         _fmt(fast["fps"]["median"]),
@@ -245,28 +248,3 @@ def _throttled_note(r: dict[str, Any]) -> str:
         f"{r['run']}: slow age p50 {p50} s (≤ 2.6), {trend}, per-bucket p50 [{medians}] s, "
         f"fast min fps {fast['fps']['min']} (≥ 29) → {'met' if ok else 'NOT met'}"
     )
-
-
-def markdown(results: list[dict[str, Any]]) -> str:
-    """The summary: machine line, the table, then the target comparison."""
-    if not results:
-        return "No results.\n"
-    m = results[0]["machine"]
-    lines = [
-        "# edge load benchmark",
-        "",
-        (
-            f"{m['date']} · {m['nproc']} CPUs ({m['cpu_model']}) · Python {m['python']} · "
-            f"server commit {m.get('git_commit') or 'uncommitted'} · load average at start of "
-            "each run in the last column. Server and load client share the machine."
-        ),
-        "",
-        HEADER,
-        *(table_row(r) for r in results),
-        "",
-        "Against targets:",
-        "",
-        *(f"- {note}" for note in target_notes(results)),
-        "",
-    ]
-    return "\n".join(lines)

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from loadgen import procstat, report
-from loadgen.server import ServerProcess, write_config
+from loadgen.server import ServerProcess
+from loadgen.servers import ServerSpec, passthrough_problem, virtual_server
 from loadgen.worker import WorkerSpec, worker_main
 
 HOST = "127.0.0.1"
@@ -168,20 +169,34 @@ class Sample:
         )
 
 
-def execute(spec: RunSpec, opts: Options) -> dict[str, Any]:
-    """Run one scenario end to end and return its result document."""
+def edge_virtual(opts: Options) -> ServerSpec:
+    """The benchmark's original server: edge (``opts.server_cmd``) with the virtual camera."""
+    return virtual_server(opts.server_cmd, opts.width, opts.height, opts.fps, opts.quality)
+
+
+def execute(spec: RunSpec, opts: Options, target: ServerSpec | None = None) -> dict[str, Any]:
+    """Run one scenario end to end against ``target`` (default: edge's virtual camera)."""
+    target = target or edge_virtual(opts)
     duration = spec.duration or (opts.long_duration if spec.long else opts.duration)
     machine = procstat.machine_info(opts.repo)
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
         config = Path(tmp) / "edge.yaml"
-        write_config(config, width=opts.width, height=opts.height, fps=opts.fps, quality=opts.quality)
-        server = ServerProcess(opts.server_cmd, config)
+        config.write_text(target.config)
+        server = ServerProcess(target.command, config)
         with server:
             if not server.wait_for_frames():
                 raise RuntimeError("server never served a /snapshot\n" + "\n".join(server.tail))
+            status = server.status()
+            problem = passthrough_problem(target, status)
+            if problem:
+                raise RuntimeError(problem)
             measured = _measure(spec, opts, server, duration)
     measured["server"].update(
         {
+            "kind": target.name,
+            "label": target.label,
+            "status_checked": target.expect_passthrough is not None and bool(status),
+            "status_at_start": report.status_digest(status),
             "port_source": server.port_source,
             "exit_code": server.exit_code,
             "shutdown_s": None if server.shutdown_s is None else round(server.shutdown_s, 2),
@@ -190,6 +205,7 @@ def execute(spec: RunSpec, opts: Options) -> dict[str, Any]:
     )
     return {
         "run": spec.name,
+        "server_kind": target.name,
         "description": spec.description,
         "clients": {"mjpeg": spec.fast, "ws": spec.ws, "throttled": spec.throttled},
         "params": {
@@ -198,15 +214,9 @@ def execute(spec: RunSpec, opts: Options) -> dict[str, Any]:
             "http_version": spec.http_version or opts.http_version,
             "workers": worker_count(spec, opts),
             "ws_compression": opts.ws_compression,
-            "camera": {
-                "width": opts.width,
-                "height": opts.height,
-                "fps": opts.fps,
-                "quality": opts.quality,
-                "source": "virtual",
-            },
+            "camera": target.camera,
             "throttle": {"so_rcvbuf": opts.rcvbuf, "read_bytes": opts.read_size, "every_s": opts.read_interval},
-            "server_cmd": opts.server_cmd,
+            "server_cmd": target.command,
         },
         "machine": machine,
         **measured,

@@ -26,16 +26,6 @@ LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 PORT_LINE_WAIT = 1.0
 
 
-def write_config(path: Path, *, width: int, height: int, fps: float, quality: int) -> None:
-    """The YAML config for one run: one virtual camera, enough client slots for 500+."""
-    path.write_text(
-        "server: {host: 127.0.0.1, port: 0, max_clients: 1000}\n"
-        "cameras:\n"
-        f"  - {{name: cam0, source: virtual, width: {width}, height: {height}, "
-        f"fps: {fps}, quality: {quality}}}\n"
-    )
-
-
 class ServerProcess:
     """The server subprocess: waits for its ``listening on`` line, drains stderr, stops it.
 
