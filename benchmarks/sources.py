@@ -50,6 +50,8 @@ from loadgen.runner import Workers, default_server_cmd
 from loadgen.server import ServerProcess
 from loadgen.worker import WorkerSpec
 
+from tests.support.config import write_config
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 HOST = "127.0.0.1"
@@ -176,10 +178,9 @@ def camera_config(spec: RunSpec, file: Path | None) -> dict[str, Any]:
     return cam
 
 
-def config_text(spec: RunSpec, file: Path | None) -> str:
-    """The YAML config (JSON flow style is YAML, and quotes any path or command safely)."""
-    server = {"host": HOST, "port": 0, "max_clients": 16}
-    return f"server: {json.dumps(server)}\ncameras:\n  - {json.dumps(camera_config(spec, file))}\n"
+def write_run_config(path: Path, spec: RunSpec, file: Path | None) -> Path:
+    """The config file, written the way the test suite writes its servers' configs."""
+    return write_config(path, [camera_config(spec, file)], {"host": HOST, "port": 0, "max_clients": 16})
 
 
 def expected_processing(spec: RunSpec) -> tuple[bool, str]:
@@ -267,7 +268,7 @@ class SnapshotResult:
         }
 
 
-def parse_snapshot(raw: bytes) -> tuple[int, dict[bytes, bytes], bytes] | None:
+def parse_snapshot(raw: bytes) -> tuple[int, dict[str, str], bytes] | None:
     """(status, headers, body) from a complete response, or None while the head is incomplete."""
     end = raw.find(HEADER_END)
     if end < 0:
@@ -281,7 +282,7 @@ def response_complete(raw: bytes) -> bool:
     parsed = parse_snapshot(raw)
     if parsed is None:
         return False
-    length = parsed[1].get(b"content-length")
+    length = parsed[1].get("content-length")
     return length is not None and len(parsed[2]) >= int(length)
 
 
@@ -303,13 +304,13 @@ def snapshot_once(port: int, path: str = "/snapshot", timeout: float = 10.0) -> 
     if parsed is None:
         raise RuntimeError(f"no HTTP response to GET {path} ({len(raw)} bytes)")
     status, headers, body = parsed
-    stamp = headers.get(b"x-timestamp")
+    stamp = headers.get("x-timestamp")
     return SnapshotResult(
         sent=sent,
         done=done,
         status=status,
         capture=float(stamp) if stamp else None,
-        placeholder=headers.get(b"x-placeholder") == b"1",
+        placeholder=headers.get("x-placeholder") == "1",
         jpeg_bytes=len(body),
         jpeg_ok=body.startswith(JPEG_SOI) and body.endswith(JPEG_EOI),
     )
@@ -570,7 +571,7 @@ def execute(spec: RunSpec, opts: Options) -> dict[str, Any]:
     }
     with tempfile.TemporaryDirectory(prefix="edge-bench-sources-") as tmp:
         config = Path(tmp) / "edge.yaml"
-        config.write_text(config_text(spec, file))
+        write_run_config(config, spec, file)
         doc["config"] = config.read_text()
         server = ServerProcess(opts.server_cmd, config, start_timeout=opts.start_timeout)
         pid = None

@@ -150,13 +150,13 @@ def test_edge_configs_load_with_edges_loader(tmp_path: Path) -> None:
     jpeg_dir = tmp_path / "jpegs"
     frames = servers.Frames(clip, jpeg_dir, 120, 19600, 640, 480, 30)
     file_spec = servers.file_server(["edge"], frames)
-    (tmp_path / "file.yaml").write_text(file_spec.config)
+    file_spec.write_config(tmp_path / "file.yaml")
     config = load_config(tmp_path / "file.yaml")
     cam = config.cameras[0]
     assert cam.source == str(clip) and not cam.size_given and cam.passthrough == "auto"
     assert config.server.max_clients >= 1000
     virtual = servers.virtual_server(["edge"], 640, 480, 30.0, 80)
-    (tmp_path / "virtual.yaml").write_text(virtual.config)
+    virtual.write_config(tmp_path / "virtual.yaml")
     cam = load_config(tmp_path / "virtual.yaml").cameras[0]
     assert (cam.source, cam.width, cam.height, cam.quality) == ("virtual", 640, 480, 80)
     floor_spec = servers.floor_server(frames)

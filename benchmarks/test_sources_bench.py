@@ -45,7 +45,7 @@ def test_configs_load_with_edges_loader(tmp_path: Path, name: str) -> None:
     media = tmp_path / "clip with space.avi"
     media.write_bytes(b"not really a video")
     path = tmp_path / "edge.yaml"
-    path.write_text(sources.config_text(spec, None if spec.source == "virtual" else media))
+    sources.write_run_config(path, spec, None if spec.source == "virtual" else media)
     cam = load_config(path).cameras[0]
     assert cam.idle_after == spec.idle_after
     assert cam.fps == sources.FPS
@@ -82,7 +82,7 @@ def test_response_complete_only_with_the_whole_body() -> None:
     assert parsed is not None
     status, headers, body = parsed
     assert status == 200 and body == JPEG
-    assert float(headers[b"x-timestamp"]) == pytest.approx(1796058153.532751)
+    assert float(headers["x-timestamp"]) == pytest.approx(1796058153.532751)
 
 
 def test_snapshot_result_freshness() -> None:

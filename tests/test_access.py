@@ -20,10 +20,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import socket
 import ssl
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -31,28 +29,18 @@ from urllib.parse import urljoin
 
 import httpx
 import pytest
-from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.conftest import StartServer
-from tests.helpers import (
-    EdgeServer,
-    HttpHead,
-    MjpegStream,
-    WsFrame,
-    all_clients,
-    close_socket,
-    decode_jpeg,
-    launch_server,
-    open_socket,
-    parse_ws_frame,
-    read_http_head,
-    virtual_cam,
-    wait_for,
-    wait_no_clients,
-    wait_status,
-    write_config,
-)
+from tests.support.config import virtual_cam, write_config
+from tests.support.http import HttpHead, merge_headers, read_http_head, request_head
+from tests.support.jpeg import decode_jpeg
+from tests.support.mjpeg import MjpegStream
+from tests.support.process import EdgeServer, StartServer, run_until_exit
+from tests.support.sockets import close_socket, open_socket
+from tests.support.status import all_clients, wait_no_clients, wait_status
+from tests.support.tls import make_cert
+from tests.support.waiting import wait_for
+from tests.support.websocket import WsFrame, connect_ws, new_key, parse_ws_frame, upgrade_headers
 
 USER = "admin"
 PASSWORD = "correct-horse-battery-9f3a"
@@ -84,18 +72,14 @@ GOOD_AUTH = {"Authorization": basic(USER, PASSWORD)}
 
 
 # --------------------------------------------------------------------------------------------
-# Low-level clients that can send arbitrary headers (the helpers' clients send fixed ones)
+# Low-level clients that can send arbitrary headers, and read what a refusal answers
 # --------------------------------------------------------------------------------------------
 
 
 def request_lines(method: str, host: str, port: int, path: str, headers: dict[str, str] | None) -> bytes:
     """A request head; a `Host` in `headers` replaces the default one."""
-    merged = {"Host": f"{host}:{port}", "User-Agent": "edge-tests", "Accept": "*/*"}
-    for name, value in (headers or {}).items():
-        merged = {k: v for k, v in merged.items() if k.lower() != name.lower()}
-        merged[name] = value
-    lines = [f"{method} {path} HTTP/1.1", *(f"{k}: {v}" for k, v in merged.items())]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    fields = {"Host": f"{host}:{port}", "User-Agent": "edge-tests", "Accept": "*/*"}
+    return request_head(method, path, merge_headers(fields, headers))
 
 
 def open_mjpeg(
@@ -105,21 +89,8 @@ def open_mjpeg(
     *,
     ssl_context: ssl.SSLContext | None = None,
 ) -> MjpegStream:
-    """Like `MjpegStream`, but with extra request headers (and optionally over TLS)."""
-    stream = MjpegStream.__new__(MjpegStream)
-    sock: socket.socket = open_socket(srv.host, srv.port)
-    stream.local_port = int(sock.getsockname()[1])
-    if ssl_context is not None:
-        sock = ssl_context.wrap_socket(sock, server_hostname=srv.host)
-    stream.path = path
-    stream.sock = sock
-    stream.head = None
-    stream.body = None
-    stream.boundary = ""
-    stream._started = False
-    sock.sendall(request_lines("GET", srv.host, srv.port, path, headers))
-    stream.read_head()
-    return stream
+    """An `MjpegStream` with extra request headers (and optionally over TLS)."""
+    return MjpegStream(srv.host, srv.port, path, headers=headers, ssl_context=ssl_context)
 
 
 def read_body(sock: socket.socket, head: HttpHead, rest: bytes, limit: int = 1 << 20) -> bytes:
@@ -152,14 +123,7 @@ def raw_request(
 
 def raw_ws_upgrade(srv: EdgeServer, path: str = "/ws", headers: dict[str, str] | None = None) -> tuple[HttpHead, bytes]:
     """A WebSocket handshake on a raw socket; the answer's head and, for a denial, its body."""
-    key = base64.b64encode(os.urandom(16)).decode()
-    upgrade = {
-        "Upgrade": "websocket",
-        "Connection": "Upgrade",
-        "Sec-WebSocket-Key": key,
-        "Sec-WebSocket-Version": "13",
-        **(headers or {}),
-    }
+    upgrade = {**upgrade_headers(new_key()), **(headers or {})}
     sock = open_socket(srv.host, srv.port)
     try:
         sock.sendall(request_lines("GET", srv.host, srv.port, path, upgrade))
@@ -199,23 +163,22 @@ def assert_401(r: httpx.Response) -> None:
 
 async def ws_hello_and_frame(url: str, **kwargs: Any) -> tuple[dict[str, Any], WsFrame]:
     """Open a WebSocket, read the hello and one binary frame, close."""
-    async with connect(
-        url, compression=None, proxy=None, open_timeout=10, close_timeout=5, max_size=None, **kwargs
-    ) as ws:
+    async with connect_ws(url, **kwargs) as ws:
         hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert hello.get("type") == "hello", hello
-        while True:
-            msg = await asyncio.wait_for(ws.recv(), 5)
-            if isinstance(msg, bytes):
-                frame = parse_ws_frame(msg)
-                decode_jpeg(frame.jpeg)
-                return hello, frame
+        async with asyncio.timeout(10):
+            while True:
+                msg = await asyncio.wait_for(ws.recv(), 5)
+                if isinstance(msg, bytes):
+                    frame = parse_ws_frame(msg)
+                    decode_jpeg(frame.jpeg)
+                    return hello, frame
 
 
 async def ws_refused(url: str, **kwargs: Any) -> Any:
     """The handshake must be refused with an HTTP answer; returns that response."""
     with pytest.raises(InvalidStatus) as info:
-        async with connect(url, compression=None, proxy=None, open_timeout=10, close_timeout=5, **kwargs):
+        async with connect_ws(url, **kwargs):
             pass
     return info.value.response
 
@@ -590,7 +553,7 @@ async def test_tokens_never_shown(token_srv: EdgeServer) -> None:
     try:
         await asyncio.to_thread(mj.read_part)
         url = token_srv.ws_url + f"/ws?token={TOKEN2}"
-        async with connect(url, compression=None, proxy=None, open_timeout=10, max_size=None) as ws:
+        async with connect_ws(url) as ws:
             await asyncio.wait_for(ws.recv(), 5)
             await ws.send(json.dumps({"type": "settings", "fps": 2, "token": TOKEN1}))
             await ws.send("not json " + TOKEN1)
@@ -960,16 +923,11 @@ async def test_streams_per_address_counts_the_forwarded_address(proxy_srv: EdgeS
         assert second.head is not None and second.head.status == 503, second.head
         assert second.head.get("Retry-After"), second.head.raw
         # a WebSocket from that address is accepted, then closed with 1013
-        async with connect(
-            proxy_srv.ws_url + "/ws",
-            compression=None,
-            proxy=None,
-            open_timeout=10,
-            additional_headers={"X-Forwarded-For": "203.0.113.9"},
-        ) as ws:
+        async with connect_ws(proxy_srv.ws_url + "/ws", additional_headers={"X-Forwarded-For": "203.0.113.9"}) as ws:
             with pytest.raises(ConnectionClosed) as info:
-                while True:
-                    await asyncio.wait_for(ws.recv(), 5)
+                async with asyncio.timeout(10):
+                    while True:
+                        await asyncio.wait_for(ws.recv(), 5)
             assert info.value.rcvd is not None and info.value.rcvd.code == 1013
         # other addresses through the same proxy connection peer (127.0.0.1) are not affected
         for headers in ({"X-Forwarded-For": "203.0.113.10"}, {}):
@@ -1153,12 +1111,7 @@ def test_valid_access_config(secrets_dir: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def run_expecting_exit_2(config: Path, env_extra: dict[str, str] | None = None) -> str:
-    srv = launch_server(config, env_extra=env_extra, wait_listening=False)
-    try:
-        rc = srv.proc.wait(30)
-    finally:
-        srv.stop()
-    log = srv.log_text()
+    rc, log = run_until_exit(config, env_extra)
     assert rc == 2, f"exit {rc}, stderr:\n{log}"
     assert "Traceback" not in log, log
     lines = [ln for ln in log.splitlines() if ln.strip()]
@@ -1178,23 +1131,6 @@ def test_literal_password_exits_2(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 # TLS
 # --------------------------------------------------------------------------------------------
-
-
-def make_cert(directory: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and localhost, with the openssl CLI."""
-    cert, key = directory / f"{name}.pem", directory / f"{name}-key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )  # fmt: skip
-    return cert, key
 
 
 @pytest.fixture(scope="module")

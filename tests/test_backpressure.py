@@ -12,21 +12,13 @@ import time
 
 import pytest
 
-from tests.conftest import StartServer
-from tests.helpers import (
-    BackgroundReader,
-    EdgeServer,
-    MjpegStream,
-    RawWebSocket,
-    Received,
-    camera_status,
-    check_stale_after_resume,
-    get_status,
-    mjpeg_reader,
-    virtual_cam,
-    wait_for,
-    wait_no_clients,
-)
+from tests.support.config import virtual_cam
+from tests.support.frames import BackgroundReader, mjpeg_reader, read_for, ws_reader
+from tests.support.mjpeg import MjpegStream
+from tests.support.process import EdgeServer, StartServer
+from tests.support.stale import check_stale_after_resume
+from tests.support.status import camera_status, get_status, wait_no_clients
+from tests.support.websocket import RawWebSocket
 
 FPS = 30
 STALL_S = 4.0
@@ -43,8 +35,7 @@ def stall_with_fast_reader(srv: EdgeServer) -> tuple[BackgroundReader, MjpegStre
     """Open a continuously reading MJPEG client; return it once it is flowing."""
     fast = MjpegStream(srv.host, srv.port, "/stream")
     reader = BackgroundReader(mjpeg_reader(fast), "fast")
-    wait_for(lambda: reader.count() >= 5 or reader.error, 5, 0.02, "fast reader flowing")
-    reader.check()
+    reader.wait_frames(5, 5, "fast reader flowing", interval=0.02)
     return reader, fast, time.time()
 
 
@@ -70,12 +61,7 @@ def test_stalled_mjpeg_reader(srv: EdgeServer) -> None:
         check_fast_reader_during_stall(srv, reader, t0, t1)
 
         resume_at = time.time()
-        frames: list[Received] = []
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:
-            part = stalled.read_part()
-            frames.append(Received(part.received_at, part.timestamp, len(part.jpeg)))
-        check_stale_after_resume(frames, resume_at, min_fresh=10)
+        check_stale_after_resume(read_for(mjpeg_reader(stalled), 2.0), resume_at, min_fresh=10)
     finally:
         reader.stop(fast.close)
         stalled.close()
@@ -94,14 +80,9 @@ def test_stalled_websocket_reader(srv: EdgeServer) -> None:
         check_fast_reader_during_stall(srv, reader, t0, t1)
 
         resume_at = time.time()
-        frames: list[Received] = []
-        deadline = time.monotonic() + 2.0
-        last_seq = -1
-        while time.monotonic() < deadline:
-            frame = ws.recv_binary()
-            assert frame.seq > last_seq
-            last_seq = frame.seq
-            frames.append(Received(time.time(), frame.timestamp, len(frame.jpeg)))
+        frames = read_for(ws_reader(ws), 2.0)
+        seqs = [f.seq for f in frames]
+        assert seqs == sorted(set(seqs)), f"sequence numbers not rising: {seqs}"
         check_stale_after_resume(frames, resume_at, min_fresh=10)
     finally:
         reader.stop(fast.close)

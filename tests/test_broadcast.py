@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,21 +19,14 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 from edge.__main__ import main
 from edge.server import AdapterError, check_uvicorn
-from tests.conftest import StartServer
-from tests.helpers import (
-    BackgroundReader,
-    EdgeServer,
-    MjpegStream,
-    RawWebSocket,
-    Received,
-    check_stale_after_resume,
-    mjpeg_reader,
-    virtual_cam,
-    wait_for,
-    wait_no_clients,
-    write_config,
-    ws_reader,
-)
+from tests.support.config import virtual_cam, write_config
+from tests.support.frames import BackgroundReader, mjpeg_reader, read_for, ws_reader
+from tests.support.mjpeg import MjpegStream
+from tests.support.process import EdgeServer, StartServer
+from tests.support.stale import check_stale_after_resume
+from tests.support.status import wait_no_clients
+from tests.support.waiting import wait_for
+from tests.support.websocket import RawWebSocket
 
 FPS = 30
 STALL_S = 3.0
@@ -45,14 +37,6 @@ RCVBUF = 4096
 def srv(start_module_server: StartServer) -> EdgeServer:
     """640x480 at quality 90: frames of tens of KiB, so a stalled client pauses at once."""
     return start_module_server(cameras=[virtual_cam("cam0", 640, 480, FPS, quality=90)], server={"max_clients": 32})
-
-
-def _read_for(fetch: Callable[[], Received], seconds: float) -> list[Received]:
-    frames: list[Received] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        frames.append(fetch())
-    return frames
 
 
 def test_stalled_viewers_among_fast_ones_get_fresh_frames_after_resuming(srv: EdgeServer) -> None:
@@ -77,17 +61,8 @@ def test_stalled_viewers_among_fast_ones_get_fresh_frames_after_resuming(srv: Ed
             assert rate >= 0.8 * FPS, f"a fast viewer got {rate:.1f} fps while two others stalled"
 
         resume_at = time.time()
-
-        def mjpeg_part() -> Received:
-            part = stalled_mjpeg.read_part()
-            return Received(part.received_at, part.timestamp, len(part.jpeg))
-
-        def ws_frame() -> Received:
-            frame = stalled_ws.recv_binary()
-            return Received(time.time(), frame.timestamp, len(frame.jpeg))
-
-        check_stale_after_resume(_read_for(mjpeg_part, 1.5), resume_at, min_fresh=10)
-        check_stale_after_resume(_read_for(ws_frame, 1.5), resume_at, min_fresh=10)
+        check_stale_after_resume(read_for(mjpeg_reader(stalled_mjpeg), 1.5), resume_at, min_fresh=10)
+        check_stale_after_resume(read_for(ws_reader(stalled_ws), 1.5), resume_at, min_fresh=10)
         for reader in readers:
             reader.check()
     finally:

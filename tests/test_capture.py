@@ -3,7 +3,8 @@
 `Capture` is driven with a scripted fake `Source` (edge.capture.make_source is replaced by a
 factory returning it) and a real `FrameSlot` subclass that records every publication, so a test
 can say exactly which source frames were published, in which order, and which were not. Source
-frames are made with cv2.imencode and broken by hand (segment parsing here, not with edge.jpeg).
+frames are made with cv2.imencode and broken by hand (segments parsed by tests/support/jpeg.py,
+not by edge.jpeg).
 
 Every wait has a deadline; each test runs well under 2 s.
 """
@@ -27,6 +28,7 @@ from edge.capture import Capture, State
 from edge.config import CameraConfig
 from edge.slot import Frame, FrameSlot
 from edge.sources import Captured, Source
+from tests.support.jpeg import segments, strip_dht
 
 # ---------------------------------------------------------------------------------------------
 # Frames
@@ -49,27 +51,6 @@ def jpeg_of(width: int = 160, height: int = 120, seed: int = 0) -> bytes:
     ok, buf = cv2.imencode(".jpg", picture(width, height, seed), [cv2.IMWRITE_JPEG_QUALITY, 85])
     assert ok
     return buf.tobytes()
-
-
-def segments(data: bytes) -> list[tuple[int, int, int]]:
-    """(marker, start, end) of each segment after SOI up to and including SOS."""
-    found = []
-    pos = 2
-    while True:
-        assert data[pos] == 0xFF, f"no marker at {pos}"
-        marker = data[pos + 1]
-        end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-        found.append((marker, pos, end))
-        if marker == 0xDA:
-            return found
-        pos = end
-
-
-def strip_dht(data: bytes) -> bytes:
-    for marker, start, end in reversed(segments(data)):
-        if marker == 0xC4:
-            data = data[:start] + data[end:]
-    return data
 
 
 def has_dht(data: bytes) -> bool:

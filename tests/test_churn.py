@@ -9,18 +9,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import StartServer
-from tests.helpers import (
-    EdgeServer,
-    MjpegStream,
-    RawWebSocket,
-    all_clients,
-    decode_jpeg,
-    fetch,
-    virtual_cam,
-    wait_no_clients,
-    wait_status,
-)
+from tests.support.config import virtual_cam
+from tests.support.http import fetch
+from tests.support.jpeg import decode_jpeg
+from tests.support.mjpeg import MjpegStream
+from tests.support.process import EdgeServer, StartServer
+from tests.support.status import all_clients, wait_no_clients, wait_status
+from tests.support.websocket import RawWebSocket
 
 MAX_CLIENTS = 40
 BATCH = 30

@@ -9,8 +9,8 @@ import subprocess
 import cv2
 import pytest
 
-from tests.conftest import StartServer
-from tests.helpers import EdgeServer, virtual_cam
+from tests.support.config import virtual_cam
+from tests.support.process import EdgeServer, StartServer
 
 SIZE = (320, 240)
 

@@ -3,6 +3,10 @@
 A typo or a wrong value in the YAML must stop the program with exit status 2 and one clear
 stderr line naming the file and the key path, never a traceback: operators read that line in
 a service log and must be able to fix the file from it alone.
+
+The many invalid and valid files are checked in process (`edge.config.load_config`, the function
+`--check-config` calls); two subprocess runs check what the command line adds to it: the exit
+status, the single stderr line and no traceback, for `--check-config` and for serving.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ import copy
 import subprocess
 import sys
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,18 +23,12 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import StartServer
-from tests.helpers import (
-    REPO_ROOT,
-    child_env,
-    fetch,
-    free_port,
-    get_status,
-    launch_server,
-    virtual_cam,
-    wait_for,
-    write_config,
-)
+from edge.config import ConfigError, load_config
+from tests.support.config import virtual_cam, write_config
+from tests.support.http import fetch
+from tests.support.process import REPO_ROOT, StartServer, free_port, run_edge, run_until_exit
+from tests.support.status import get_status
+from tests.support.waiting import wait_for
 
 BASE: dict[str, Any] = {
     "server": {"host": "127.0.0.1", "port": 8080, "max_clients": 64},
@@ -142,46 +139,23 @@ VALID: list[Case] = [
 ]
 
 
-def run_check(path: Path, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edge", "--check-config", str(path)],
-        cwd=REPO_ROOT,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-@pytest.fixture(scope="module")
-def check_results(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> dict[str, tuple[Path, subprocess.CompletedProcess[str]]]:
-    """Run every `--check-config` case once, a few in parallel (each is a Python start-up)."""
-    directory = tmp_path_factory.mktemp("configs")
-    jobs: dict[str, Path] = {}
-    for i, case in enumerate(INVALID + VALID):
-        path = directory / f"edge-{i:02d}.yaml"
-        if case.text is not None:
-            path.write_text(case.text)
-        jobs[case.id] = path
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        futures = {cid: pool.submit(run_check, p) for cid, p in jobs.items()}
-        return {cid: (jobs[cid], fut.result()) for cid, fut in futures.items()}
+def config_file(directory: Path, case: Case) -> Path:
+    """`case`'s text in a file of its own (no file at all for `text` None)."""
+    path = directory / f"{case.id}.yaml"
+    if case.text is not None:
+        path.write_text(case.text)
+    return path
 
 
 @pytest.mark.parametrize("case", INVALID, ids=[c.id for c in INVALID])
-def test_invalid_config_exits_2_with_one_clear_line(
-    case: Case, check_results: dict[str, tuple[Path, subprocess.CompletedProcess[str]]]
-) -> None:
-    """Each invalid config: exit 2, exactly one stderr line naming file and key path."""
-    path, res = check_results[case.id]
-    assert "Traceback" not in res.stderr, f"traceback on a config error:\n{res.stderr}"
-    assert res.returncode == 2, f"exit {res.returncode}, stderr:\n{res.stderr}"
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, f"expected one stderr line, got {len(lines)}:\n{res.stderr}"
-    line = lines[0]
+def test_invalid_config_is_one_clear_line(case: Case, tmp_path: Path) -> None:
+    """Each invalid config: a ConfigError (nothing else escapes) whose one line names the file and
+    the key path; the command line prints that line and exits 2 (test_check_config_exits_2...)."""
+    path = config_file(tmp_path, case)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    line = str(info.value)
+    assert "\n" not in line, f"expected one line, got:\n{line}"
     assert str(path) in line, f"message does not name the file {path}: {line!r}"
     if case.key is not None:
         rest = line.replace(str(path), "")
@@ -189,25 +163,29 @@ def test_invalid_config_exits_2_with_one_clear_line(
 
 
 @pytest.mark.parametrize("case", VALID, ids=[c.id for c in VALID])
-def test_valid_config_exits_0(
-    case: Case, check_results: dict[str, tuple[Path, subprocess.CompletedProcess[str]]]
-) -> None:
-    """Valid configs, including boundary values and fractional fps, pass `--check-config`."""
-    _, res = check_results[case.id]
-    assert res.returncode == 0, f"exit {res.returncode}, stderr:\n{res.stderr}"
-    assert "Traceback" not in res.stderr
+def test_valid_config_loads(case: Case, tmp_path: Path) -> None:
+    """Valid configs, including boundary values and fractional fps, load (`--check-config` exits 0)."""
+    load_config(config_file(tmp_path, case))
+
+
+def test_check_config_exits_2_with_one_line_and_no_traceback(tmp_path: Path) -> None:
+    """The command line's side of the contract (the cases above check the message in process):
+    `--check-config` exits 2 with exactly one stderr line naming the file and key, no traceback."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(mutated(setcam("fps", 0)))
+    res = run_edge(["--check-config", str(path)])
+    assert "Traceback" not in res.stderr, f"traceback on a config error:\n{res.stderr}"
+    assert res.returncode == 2, f"exit {res.returncode}, stderr:\n{res.stderr}"
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, f"expected one stderr line, got {len(lines)}:\n{res.stderr}"
+    assert lines[0] == f"edge: config error: {path}: cameras[0].fps: must be between 0.1 and 120, got 0", lines[0]
 
 
 def test_serving_a_bad_config_exits_2(tmp_path: Path) -> None:
     """`--config` with an invalid file must not start serving: exit 2, key path, no traceback."""
     path = tmp_path / "bad.yaml"
     path.write_text(mutated(setcam("fps", 0)))
-    srv = launch_server(path, wait_listening=False)
-    try:
-        rc = srv.proc.wait(30)
-    finally:
-        srv.stop()
-    log = srv.log_text()
+    rc, log = run_until_exit(path)
     assert rc == 2, f"exit {rc}, stderr:\n{log}"
     assert "Traceback" not in log
     assert str(path) in log and "cameras[0].fps" in log, log
@@ -281,10 +259,7 @@ def test_environment_overrides_file_and_cli_overrides_environment(start_server: 
 
 def test_bad_port_in_environment_is_a_config_error(tmp_path: Path) -> None:
     path = write_config(tmp_path / "edge.yaml", [virtual_cam("cam0", 160, 120, 10)])
-    env = child_env({"EDGE_PORT": "eighty"})
-    proc = subprocess.run(
-        [sys.executable, "-m", "edge", "--config", str(path)], env=env, capture_output=True, text=True, timeout=30
-    )
+    proc = run_edge(["--config", str(path)], {"EDGE_PORT": "eighty"}, timeout=30)
     assert proc.returncode == 2
     assert "EDGE_PORT" in proc.stderr and "Traceback" not in proc.stderr
 

@@ -34,20 +34,13 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import (
-    HOST,
-    REPO_ROOT,
-    BackgroundReader,
-    EdgeServer,
-    MjpegStream,
-    RawWebSocket,
-    Received,
-    decode_jpeg,
-    fetch,
-    free_port,
-    mjpeg_reader,
-    wait_for,
-)
+from tests.support.frames import BackgroundReader, Received, mjpeg_reader
+from tests.support.http import fetch
+from tests.support.jpeg import decode_jpeg
+from tests.support.mjpeg import MjpegStream
+from tests.support.process import HOST, REPO_ROOT, EdgeServer, free_port
+from tests.support.waiting import wait_for
+from tests.support.websocket import RawWebSocket
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 COMPOSE = REPO_ROOT / "compose.yaml"

@@ -21,8 +21,8 @@ from edge import devices
 from edge.config import CameraConfig
 from edge.devices import why_not_open
 from edge.sources import AUTO_DEVICE, VirtualSource, resolve_auto
-from tests.conftest import StartServer
-from tests.helpers import EdgeServer, camera_status, wait_status
+from tests.support.process import EdgeServer, StartServer
+from tests.support.status import camera_status, wait_camera_state, wait_status
 
 MISSING = "/dev/video7"
 
@@ -148,12 +148,7 @@ def device_server(start_module_server: StartServer) -> EdgeServer:
 
 @no_camera
 def test_auto_falls_back_to_virtual_and_says_why(device_server: EdgeServer) -> None:
-    st = wait_status(
-        device_server,
-        lambda s: camera_status(s, "auto")["state"] == "streaming",
-        10,
-        "camera auto streaming",
-    )
+    st = wait_camera_state(device_server, "auto", "streaming", 10)
     cam = camera_status(st, "auto")
     assert cam["source_kind"] == "virtual"
     problem = cam["problem"] or ""

@@ -14,14 +14,11 @@ import asyncio
 import base64
 import contextlib
 import functools
-import hashlib
 import http.server
 import shutil
 import socket
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,26 +26,18 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import StartServer
-from tests.helpers import (
-    EdgeServer,
-    MjpegStream,
-    StreamEnded,
-    camera_status,
-    decode_jpeg,
-    fetch,
-    free_port,
-    get_status,
-    virtual_cam,
-    wait_for,
-    wait_status,
-)
+from tests.support.config import virtual_cam
+from tests.support.http import fetch, http_server
+from tests.support.jpeg import decode_jpeg, sha
+from tests.support.mjpeg import MjpegStream
+from tests.support.process import EdgeServer, StartServer, free_port
+from tests.support.sockets import StreamEnded
+from tests.support.sources import mjpeg_clip
+from tests.support.status import camera_status, get_status, wait_camera_state, wait_status
+from tests.support.tls import make_cert
+from tests.support.waiting import wait_for
 
 FPS = 15
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def http_cam(name: str, url: str, fps: float = FPS, **extra: Any) -> dict[str, Any]:
@@ -158,7 +147,7 @@ def test_credentials_in_the_url_are_used_and_never_shown(start_server: StartServ
     assert snap.status == 200 and snap.body is not None and snap.headers.get("x-placeholder") is None
     decode_jpeg(snap.body)
 
-    st = wait_status(c, lambda s: camera_status(s, "c")["state"] == "reconnecting", 10, "C reconnecting")
+    st = wait_camera_state(c, "c", "reconnecting", 10)
     problem = camera_status(st, "c")["problem"] or ""
     assert "401" in problem, problem
     assert "password" in problem, f"the problem should say what to check: {problem}"
@@ -185,7 +174,7 @@ def test_upstream_outage_and_restart(start_server: StartServer) -> None:
         viewer.read_parts(3)
         assert a.stop() == 0
         t_down = time.monotonic()
-        wait_status(b, lambda s: camera_status(s, "b")["state"] == "reconnecting", 5, "B reconnecting")
+        wait_camera_state(b, "b", "reconnecting", 5)
         took = time.monotonic() - t_down
         assert took < 3.5, f"B noticed the outage after {took:.1f} s"
         snap = fetch(b.url + "/snapshot")
@@ -393,7 +382,7 @@ def test_silent_upstream_is_a_stall_and_does_not_hold_up_shutdown(
     silent = SilentServer(head)
     try:
         b = start_server(cameras=[http_cam("b", f"http://127.0.0.1:{silent.port}/stream")])
-        st = wait_status(b, lambda s: camera_status(s, "b")["state"] == "reconnecting", 10, "B reconnecting")
+        st = wait_camera_state(b, "b", "reconnecting", 10)
         assert problem in (camera_status(st, "b")["problem"] or ""), camera_status(st, "b")
         # Shut down while the capture thread is blocked reading the silent socket.
         wait_for(lambda: len(silent.conns) >= 2, 10, message="B connecting again")
@@ -407,32 +396,18 @@ def test_silent_upstream_is_a_stall_and_does_not_hold_up_shutdown(
         silent.close()
 
 
-def make_cert(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1, with the openssl CLI."""
-    cert, key = directory / "upstream.pem", directory / "upstream-key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-        + ["-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
-        + ["-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-    return cert, key
-
-
 def test_https_upstream_is_verified(start_server: StartServer, tmp_path: Path) -> None:
     """https:// is checked against the system's CAs: a self-signed upstream is refused with a
     problem that says why, and accepted when its certificate is trusted (SSL_CERT_FILE)."""
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed")
-    cert, key = make_cert(tmp_path)
+    cert, key = make_cert(tmp_path, "upstream")
     a = start_server(
         cameras=[virtual_cam("a", 320, 240, FPS)], server={"tls": {"certfile": str(cert), "keyfile": str(key)}}
     )
     url = f"https://127.0.0.1:{a.port}/stream"
     untrusting = start_server(cameras=[http_cam("b", url)])
-    st = wait_status(untrusting, lambda s: camera_status(s, "b")["state"] == "reconnecting", 10, "refused")
+    st = wait_camera_state(untrusting, "b", "reconnecting", 10)
     problem = camera_status(st, "b")["problem"] or ""
     assert "certificate" in problem, problem
 
@@ -440,19 +415,9 @@ def test_https_upstream_is_verified(start_server: StartServer, tmp_path: Path) -
     streaming_passthrough(trusting)
 
 
-@contextlib.contextmanager
-def file_server(directory: Path) -> Iterator[int]:
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
-    handler.log_message = lambda *args: None  # type: ignore[method-assign]
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield int(httpd.server_address[1])
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
+class _QuietFileHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
 
 
 def test_other_content_goes_to_ffmpeg(start_server: StartServer, tmp_path: Path) -> None:
@@ -460,14 +425,8 @@ def test_other_content_goes_to_ffmpeg(start_server: StartServer, tmp_path: Path)
     through OpenCV's FFmpeg reader: frames are captured, and the log says why."""
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed")
-    clip = tmp_path / "clip.avi"
-    subprocess.run(
-        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=15"]
-        + ["-t", "4", "-c:v", "mjpeg", str(clip)],
-        check=True,
-        timeout=60,
-    )
-    with file_server(tmp_path) as port:
+    mjpeg_clip(tmp_path / "clip.avi", 4)
+    with http_server(functools.partial(_QuietFileHandler, directory=str(tmp_path))) as port:
         b = start_server(cameras=[http_cam("b", f"http://127.0.0.1:{port}/clip.avi")])
         wait_status(b, lambda s: camera_status(s, "b")["frames_captured"] >= 30, 15, "frames read through FFmpeg")
         assert "not MJPEG: reading it through FFmpeg" in b.log_text()

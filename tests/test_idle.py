@@ -14,26 +14,19 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import StartServer
-from tests.helpers import (
-    BackgroundReader,
-    EdgeServer,
-    MjpegStream,
-    camera_status,
-    decode_jpeg,
-    fetch,
-    get_status,
-    http_client,
-    mjpeg_reader,
-    virtual_cam,
-    wait_status,
-)
+from tests.support.config import virtual_cam
+from tests.support.frames import BackgroundReader, mjpeg_reader
+from tests.support.http import fetch, http_client
+from tests.support.jpeg import decode_jpeg
+from tests.support.mjpeg import MjpegStream
+from tests.support.process import EdgeServer, StartServer
+from tests.support.sources import mjpeg_clip
+from tests.support.status import camera_status, get_status, wait_all_cameras, wait_status
 
 IDLE_AFTER = 1
 FPS = 15
@@ -44,14 +37,7 @@ SLEEPY = ["virt", "file"]  # cameras with idle_after: 1
 def mjpeg_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed")
-    out = tmp_path_factory.mktemp("mjpeg") / "testsrc.avi"
-    subprocess.run(
-        ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size=320x240:rate={FPS}"]
-        + ["-t", "2", "-c:v", "mjpeg", "-q:v", "5", str(out)],
-        check=True,
-        timeout=60,
-    )
-    return out
+    return mjpeg_clip(tmp_path_factory.mktemp("mjpeg") / "testsrc.avi", 2, (320, 240), FPS, quality=5)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +48,7 @@ def server(start_module_server: StartServer, mjpeg_file: Path) -> EdgeServer:
         {**virtual_cam("awake", 160, 120, FPS), "idle_after": 0},
     ]
     srv = start_module_server(cameras=cameras)
-    wait_status(srv, lambda st: all(c["state"] == "streaming" for c in st["cameras"]), 15, "cameras streaming")
+    wait_all_cameras(srv, "streaming", 15)
     return srv
 
 

@@ -1,9 +1,10 @@
 """JPEG passthrough helpers (edge/jpeg.py): frame checks, Huffman tables, stream splitters.
 
 In-process unit tests, no server. Frames come from cv2.imencode and are broken on purpose by the
-helpers below, which parse marker segments on their own (not with edge.jpeg), so a bug in the
-module cannot hide in the test's view of a frame. Noise images are used because their scan data
-is full of stuffed FF 00 bytes, the case the end-of-image search must get right.
+helpers below and tests/support/jpeg.py, which parse marker segments on their own (not with
+edge.jpeg), so a bug in the module cannot hide in the test's view of a frame. Noise images are
+used because their scan data is full of stuffed FF 00 bytes, the case the end-of-image search
+must get right.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from edge.jpeg import (
     insert_standard_huffman_tables,
     sof_dimensions,
 )
+from tests.support.jpeg import segments, strip_dht
 
 # ---------------------------------------------------------------------------------------------
 # Helpers: make frames and take them apart without edge.jpeg.
@@ -54,20 +56,6 @@ def progressive_frame() -> bytes:
     return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
 
 
-def segments(data: bytes) -> list[tuple[int, int, int]]:
-    """(marker, start, end) of each segment after SOI up to and including SOS, as cv2 writes them."""
-    found = []
-    pos = 2
-    while True:
-        assert data[pos] == 0xFF, f"no marker at {pos}"
-        marker = data[pos + 1]
-        end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-        found.append((marker, pos, end))
-        if marker == 0xDA:
-            return found
-        pos = end
-
-
 def first(data: bytes, marker: int) -> tuple[int, int]:
     return next((start, end) for m, start, end in segments(data) if m == marker)
 
@@ -79,13 +67,6 @@ def segment(marker: int, payload: bytes) -> bytes:
 def insert_before(data: bytes, marker: int, extra: bytes) -> bytes:
     start, _ = first(data, marker)
     return data[:start] + extra + data[start:]
-
-
-def strip_dht(data: bytes) -> bytes:
-    for marker, start, end in reversed(segments(data)):
-        if marker == 0xC4:
-            data = data[:start] + data[end:]
-    return data
 
 
 def set_u16(data: bytes, offset: int, value: int) -> bytes:

@@ -21,33 +21,21 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import StartServer
-from tests.helpers import (
-    CONTENT_TYPE_RE,
-    HOST,
-    BodyReader,
-    EdgeServer,
-    MjpegStream,
-    RawWebSocket,
-    StreamEnded,
-    all_clients,
-    close_socket,
-    fetch,
-    get_status,
-    open_socket,
-    read_http_head,
-    virtual_cam,
-    wait_for,
-    wait_no_clients,
-    wait_status,
-)
+from tests.support.config import virtual_cam
+from tests.support.http import BodyReader, fetch, header_fields, read_http_head, status_code
+from tests.support.mjpeg import CONTENT_TYPE_RE, MjpegStream
+from tests.support.process import HOST, EdgeServer, StartServer
+from tests.support.sockets import StreamEnded, close_socket, open_socket
+from tests.support.status import all_clients, get_status, wait_no_clients, wait_status
+from tests.support.waiting import wait_for
+from tests.support.websocket import RawWebSocket
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -134,12 +122,10 @@ def read_to_close(sock: socket.socket, timeout: float, limit: int = 1 * MIB) -> 
 def parse_answer(data: bytes, ending: str) -> Answer:
     answer = Answer(data, ending)
     head, sep, body = data.partition(b"\r\n\r\n")
-    m = re.match(rb"HTTP/1\.[01] (\d{3})", head)
-    if sep and m:
-        answer.status = int(m.group(1))
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.decode("latin-1").partition(":")
-            answer.headers[name.strip().lower()] = value.strip()
+    status = status_code(head)
+    if sep and status:
+        answer.status = status
+        answer.headers = header_fields(head)
         answer.body = body
     return answer
 
@@ -150,25 +136,8 @@ def send_ignoring_close(sock: socket.socket, data: bytes) -> None:
         sock.sendall(data)
 
 
-def connect(srv: EdgeServer, timeout: float = 10.0, source_ip: str | None = None) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if source_ip is not None:
-        sock.bind((source_ip, 0))
-    sock.settimeout(timeout)
-    sock.connect((srv.host, srv.port))
-    return sock
-
-
 def log_since(srv: EdgeServer, offset: int) -> str:
     return srv.log_text()[offset:]
-
-
-def assert_clean_since(srv: EdgeServer, offset: int) -> None:
-    """No traceback and no ERROR line in what the server logged since `offset`."""
-    text = log_since(srv, offset)
-    assert "Traceback" not in text, f"the server logged a traceback:\n{text[-6000:]}"
-    errors = [ln for ln in text.splitlines() if " ERROR " in ln]
-    assert not errors, "the server logged ERROR lines:\n" + "\n".join(errors[:20])
 
 
 def log_barrier(srv: EdgeServer) -> int:
@@ -203,7 +172,7 @@ def client_id_for_port(srv: EdgeServer, local_port: int) -> str:
 
 
 def test_oversized_header_line_gets_431_json_and_close(plain: EdgeServer) -> None:
-    sock = connect(plain)
+    sock = open_socket(plain.host, plain.port)
     try:
         send_ignoring_close(sock, b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (100 * KIB) + b"\r\n\r\n")
         answer = read_to_close(sock, 5)
@@ -217,7 +186,7 @@ def test_oversized_header_line_gets_431_json_and_close(plain: EdgeServer) -> Non
 @pytest.mark.parametrize("count", [101, 10_000])
 def test_too_many_headers_get_431(plain: EdgeServer, count: int) -> None:
     headers = b"".join(b"X-H%d: v\r\n" % i for i in range(count))
-    sock = connect(plain)
+    sock = open_socket(plain.host, plain.port)
     try:
         send_ignoring_close(sock, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
         answer = read_to_close(sock, 5)
@@ -234,7 +203,7 @@ def test_large_head_within_the_limits_is_served(plain: EdgeServer) -> None:
     head = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%02d: %s\r\n" % (i, value) for i in range(89))
     head += b"\r\n"
     assert 59_000 < len(head) < 64 * KIB
-    sock = connect(plain)
+    sock = open_socket(plain.host, plain.port)
     try:
         sock.sendall(head)
         resp, rest = read_http_head(sock)
@@ -275,7 +244,7 @@ def test_endless_headers_do_not_grow_the_server_memory(plain: EdgeServer) -> Non
     (the sending is capped at 20 MB per connection and 20 s, so such a server fails, not hangs)."""
     fetch(plain.url + "/healthz")  # warm up
     before = plain.rss_kib()
-    socks = [connect(plain) for _ in range(10)]
+    socks = [open_socket(plain.host, plain.port) for _ in range(10)]
     results: list[tuple[int, bool]] = []
     deadline = time.monotonic() + 20
     try:
@@ -314,7 +283,7 @@ def test_malformed_requests_get_json_400_and_a_bounded_log(plain: EdgeServer) ->
     deadline = time.monotonic() + 60
     for i in range(n):
         assert time.monotonic() < deadline, f"only {i} of {n} malformed requests answered in 60 s"
-        sock = connect(plain, timeout=5)
+        sock = open_socket(plain.host, plain.port, timeout=5)
         try:
             send_ignoring_close(sock, GARBAGE[i % len(GARBAGE)])
             answer = read_to_close(sock, 5, limit=4096)
@@ -332,7 +301,7 @@ def test_malformed_requests_get_json_400_and_a_bounded_log(plain: EdgeServer) ->
     assert not bad, f"{len(bad)} malformed requests not answered 400, e.g. {bad[:3]}"
     for answer in answers:
         assert "error" in answer.json()
-    assert_clean_since(plain, offset)
+    plain.assert_clean_log(allow_error_lines=False, since=offset)
 
 
 def test_request_pipelined_behind_a_stream_leaves_no_traceback(plain: EdgeServer) -> None:
@@ -354,25 +323,13 @@ def test_request_pipelined_behind_a_stream_leaves_no_traceback(plain: EdgeServer
             close_socket(sock, rst=i % 2 == 0)  # half the clients vanish with a reset
     wait_no_clients(plain)
     wait_for(lambda: log_since(plain, offset).count("mjpeg stream closed") >= 20, 5, 0.05, "20 streams closed")
-    assert_clean_since(plain, offset)
-
-
-def _recv_text(ws: RawWebSocket, timeout: float = 5.0) -> dict[str, Any]:
-    """The next text message, skipping frames."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        op, payload = ws.recv_message()
-        if op == ws.OP_CLOSE:
-            raise AssertionError(f"the server closed the WebSocket ({ws.close_code})")
-        if op == ws.OP_TEXT:
-            return json.loads(payload)
-    raise AssertionError("no text message")
+    plain.assert_clean_log(allow_error_lines=False, since=offset)
 
 
 def _still_serving(ws: RawWebSocket) -> None:
     """The connection still answers messages and still sends frames."""
     ws.send_text(json.dumps({"type": "probe"}))
-    reply = _recv_text(ws)
+    reply = ws.recv_text()
     assert reply["type"] == "error" and "probe" in reply["message"], reply
     ws.recv_binary()
 
@@ -405,13 +362,13 @@ def test_absurd_websocket_values_are_answered_and_the_connection_kept(
         ws.recv_binary()
         ws.send_text(message)
         if is_error:
-            reply = _recv_text(ws)
+            reply = ws.recv_text()
             assert reply["type"] == "error" and reply["message"], reply
         _still_serving(ws)
     finally:
         ws.close()
     wait_stream_closed(plain, cid)
-    assert_clean_since(plain, offset)
+    plain.assert_clean_log(allow_error_lines=False, since=offset)
 
 
 def test_settings_with_a_400_digit_fps_then_valid_settings_work(plain: EdgeServer) -> None:
@@ -420,7 +377,7 @@ def test_settings_with_a_400_digit_fps_then_valid_settings_work(plain: EdgeServe
     try:
         hello = ws.recv_json()
         ws.send_text(f'{{"type": "settings", "fps": {HUGE}}}')
-        reply = _recv_text(ws)
+        reply = ws.recv_text()
         assert reply["type"] == "error" and "fps" in reply["message"], reply
         for _ in range(3):
             ws.recv_binary()
@@ -435,7 +392,7 @@ def test_settings_with_a_400_digit_fps_then_valid_settings_work(plain: EdgeServe
     finally:
         ws.close()
     wait_stream_closed(plain, hello["id"])
-    assert_clean_since(plain, offset)
+    plain.assert_clean_log(allow_error_lines=False, since=offset)
 
 
 def test_ack_with_a_huge_seq_releases_ack_mode(plain: EdgeServer) -> None:
@@ -450,7 +407,7 @@ def test_ack_with_a_huge_seq_releases_ack_mode(plain: EdgeServer) -> None:
     finally:
         ws.close()
     wait_stream_closed(plain, cid)
-    assert_clean_since(plain, offset)
+    plain.assert_clean_log(allow_error_lines=False, since=offset)
 
 
 def test_websocket_error_flood_writes_a_bounded_log(plain: EdgeServer) -> None:
@@ -508,7 +465,7 @@ def test_websocket_error_flood_writes_a_bounded_log(plain: EdgeServer) -> None:
         stop.set()
         ws.close()
     wait_stream_closed(plain, cid)
-    assert_clean_since(plain, offset)
+    plain.assert_clean_log(allow_error_lines=False, since=offset)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -537,7 +494,7 @@ def test_open_files_limit_is_raised_to_the_hard_limit(plain: EdgeServer) -> None
 
 
 def test_idle_connection_is_closed_after_request_timeout(timed: EdgeServer) -> None:
-    sock = connect(timed)
+    sock = open_socket(timed.host, timed.port)
     started = time.monotonic()
     try:
         answer = read_to_close(sock, 6)
@@ -551,7 +508,7 @@ def test_idle_connection_is_closed_after_request_timeout(timed: EdgeServer) -> N
 
 def test_slowloris_gets_408_then_close(timed: EdgeServer) -> None:
     head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
-    sock = connect(timed)
+    sock = open_socket(timed.host, timed.port)
     started = time.monotonic()
     sent = 0
     try:
@@ -584,7 +541,7 @@ def _get_on(sock: socket.socket, path: str) -> int:
 
 
 def test_idle_keepalive_connection_is_closed_after_keepalive_timeout(timed: EdgeServer) -> None:
-    sock = connect(timed)
+    sock = open_socket(timed.host, timed.port)
     try:
         assert _get_on(sock, "/healthz") == 200
         assert _get_on(sock, "/healthz") == 200  # kept alive
@@ -607,45 +564,45 @@ def _stall_lines(srv: EdgeServer, cid: str) -> list[str]:
     return [ln for ln in srv.log_text().splitlines() if f"[{cid}]" in ln and "read nothing for" in ln]
 
 
+def _dropped_for_stalling(srv: EdgeServer, cid: str, read: Callable[[], object]) -> None:
+    """From now on nothing is read: the server drops `cid` after stall_timeout (not before), and
+    what the client still gets ends without a clean end (`read` raises StreamEnded: reset or EOF)."""
+    started = time.monotonic()
+    wait_status(srv, lambda st: cid not in {c["id"] for c in all_clients(st)}, STALL_TIMEOUT + 6, f"{cid} gone")
+    elapsed = time.monotonic() - started
+    assert elapsed >= STALL_TIMEOUT * 0.9, f"a stalled client was dropped after {elapsed:.1f} s"
+    deadline = time.monotonic() + 10
+    with pytest.raises(StreamEnded):
+        while time.monotonic() < deadline:
+            read()
+
+
+def _stall_logged_once(srv: EdgeServer, cid: str) -> None:
+    wait_for(lambda: _stall_lines(srv, cid), 3, 0.05, "the stall log line")
+    lines = _stall_lines(srv, cid)
+    assert len(lines) == 1 and " INFO edge.client " in lines[0], lines
+
+
 def test_stalled_mjpeg_client_is_aborted(timed: EdgeServer) -> None:
     stream = MjpegStream(timed.host, timed.port, "/stream", rcvbuf=4096)
     try:
         cid = client_id_for_port(timed, stream.local_port)
-        started = time.monotonic()  # from here on nothing is read
-        wait_status(timed, lambda st: cid not in {c["id"] for c in all_clients(st)}, STALL_TIMEOUT + 6, "stream gone")
-        elapsed = time.monotonic() - started
-        assert elapsed >= STALL_TIMEOUT * 0.9, f"a stalled client was dropped after {elapsed:.1f} s"
-        # What the client still gets ends without the body's clean end (reset or EOF).
-        deadline = time.monotonic() + 10
-        with pytest.raises(StreamEnded):
-            while time.monotonic() < deadline:
-                stream.read_part()
+        _dropped_for_stalling(timed, cid, stream.read_part)
         assert stream.body is not None and stream.body.eof, "the stream ended cleanly; expected an abort"
     finally:
         stream.close()
-    wait_for(lambda: _stall_lines(timed, cid), 3, 0.05, "the stall log line")
-    lines = _stall_lines(timed, cid)
-    assert len(lines) == 1 and " INFO edge.client " in lines[0], lines
+    _stall_logged_once(timed, cid)
 
 
 def test_stalled_websocket_client_is_aborted(timed: EdgeServer) -> None:
     ws = RawWebSocket(timed.host, timed.port, "/ws", rcvbuf=4096)
     try:
         cid = ws.recv_json()["id"]
-        started = time.monotonic()
-        wait_status(timed, lambda st: cid not in {c["id"] for c in all_clients(st)}, STALL_TIMEOUT + 6, "ws gone")
-        elapsed = time.monotonic() - started
-        assert elapsed >= STALL_TIMEOUT * 0.9, f"a stalled client was dropped after {elapsed:.1f} s"
-        deadline = time.monotonic() + 10
-        with pytest.raises(StreamEnded):
-            while time.monotonic() < deadline:
-                ws.recv_binary()
+        _dropped_for_stalling(timed, cid, ws.recv_binary)
         assert ws.close_code is None, "a client that reads nothing cannot be sent a close frame; expected an abort"
     finally:
         ws.close()
-    wait_for(lambda: _stall_lines(timed, cid), 3, 0.05, "the stall log line")
-    lines = _stall_lines(timed, cid)
-    assert len(lines) == 1 and " INFO edge.client " in lines[0], lines
+    _stall_logged_once(timed, cid)
 
 
 @pytest.mark.parametrize("path", ["/stream", "/cameras/big/stream"], ids=["small-frames", "frame-slower-than-stall"])
@@ -679,7 +636,7 @@ def test_slow_reader_is_not_taken_for_a_stalled_one(timed: EdgeServer, path: str
 
 def _stream_head(srv: EdgeServer, path: str, source_ip: str | None = None) -> tuple[socket.socket, Answer]:
     """Request a stream; returns the open socket and the answer's head (with the body of a refusal)."""
-    sock = connect(srv, source_ip=source_ip)
+    sock = open_socket(srv.host, srv.port, source_ip=source_ip)
     sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     head, rest = read_http_head(sock)
     headers = {name.lower(): value for name, value in head.headers}
@@ -712,12 +669,7 @@ def test_third_stream_from_one_address_is_refused(capped: EdgeServer) -> None:
 
         ws = RawWebSocket(capped.host, capped.port, "/ws")  # accepted, then closed with 1013
         try:
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                op, _ = ws.recv_message()
-                if op == ws.OP_CLOSE:
-                    break
-            assert ws.close_code == 1013
+            assert ws.recv_close(5) == 1013
         finally:
             ws.close()
 
@@ -749,7 +701,7 @@ def test_idle_streams_from_one_address_do_not_lock_out_others(capped: EdgeServer
         status = get_status(capped)
         assert len(all_clients(status)) == 2
         try:
-            other = connect(capped, source_ip="127.0.0.2")
+            other = open_socket(capped.host, capped.port, source_ip="127.0.0.2")
         except OSError as exc:
             pytest.skip(f"cannot use 127.0.0.2 as a client address here: {exc}")
         other.close()

@@ -11,15 +11,11 @@ import time
 
 import pytest
 
-from tests.conftest import StartServer
-from tests.helpers import (
-    CONTENT_TYPE_RE,
-    EdgeServer,
-    MjpegStream,
-    decode_jpeg,
-    fetch,
-    virtual_cam,
-)
+from tests.support.config import virtual_cam
+from tests.support.http import fetch
+from tests.support.jpeg import decode_jpeg, jpeg_size
+from tests.support.mjpeg import CONTENT_TYPE_RE, MjpegStream
+from tests.support.process import EdgeServer, StartServer
 
 CAM0 = (640, 480)
 CAM1 = (320, 240)
@@ -77,23 +73,20 @@ def test_http10_gets_raw_close_delimited_multipart(two_cams: EdgeServer) -> None
             decode_jpeg(part.jpeg)
 
 
-@pytest.mark.parametrize("path", ["/stream", "/stream.mjpg", "/cameras/cam0/stream", "/?action=stream"])
-def test_url_forms_serve_the_default_camera(two_cams: EdgeServer, path: str) -> None:
-    """All documented MJPEG URLs (incl. mjpg-streamer's `/?action=stream`) serve cam0."""
+URL_FORMS = [  # (path, the camera's size, parts to read)
+    *((path, CAM0, 2) for path in ("/stream", "/stream.mjpg", "/cameras/cam0/stream", "/?action=stream")),
+    ("/cameras/cam1/stream", CAM1, 3),
+]
+
+
+@pytest.mark.parametrize(("path", "size", "parts"), [pytest.param(*form, id=form[0]) for form in URL_FORMS])
+def test_url_forms_serve_their_camera(two_cams: EdgeServer, path: str, size: tuple[int, int], parts: int) -> None:
+    """All documented MJPEG URLs (incl. mjpg-streamer's `/?action=stream`) serve cam0, the default
+    camera; `/cameras/cam1/stream` serves cam1 at its own size."""
     with open_stream(two_cams, path) as s:
         assert s.head is not None and s.head.status == 200, s.head.raw if s.head else None
-        for part in s.read_parts(2):
-            img = decode_jpeg(part.jpeg)
-            assert (img.shape[1], img.shape[0]) == CAM0
-
-
-def test_second_camera_by_name(two_cams: EdgeServer) -> None:
-    """`/cameras/cam1/stream` serves cam1 at its own size."""
-    with open_stream(two_cams, "/cameras/cam1/stream") as s:
-        assert s.head is not None and s.head.status == 200
-        for part in s.read_parts(3):
-            img = decode_jpeg(part.jpeg)
-            assert (img.shape[1], img.shape[0]) == CAM1
+        for part in s.read_parts(parts):
+            assert jpeg_size(part.jpeg) == size
 
 
 def test_fps_query_caps_the_client_rate(two_cams: EdgeServer) -> None:

@@ -10,11 +10,8 @@ module fast; the config checks of the new keys run in process (parse_config), pl
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,27 +22,17 @@ import numpy as np
 import pytest
 
 from edge.config import ConfigError, parse_config
-from tests.conftest import StartServer
-from tests.helpers import (
-    REPO_ROOT,
-    EdgeServer,
-    MjpegStream,
-    camera_status,
-    child_env,
-    decode_jpeg,
-    fetch,
-    get_status,
-    virtual_cam,
-    wait_status,
-)
+from tests.support.config import virtual_cam
+from tests.support.http import fetch
+from tests.support.jpeg import decode_jpeg, sha
+from tests.support.mjpeg import MjpegStream
+from tests.support.process import EdgeServer, StartServer, run_edge
+from tests.support.sources import extract_jpegs, mjpeg_clip
+from tests.support.status import camera_status, get_status, wait_all_cameras
 
 W, H, FPS = 320, 240, 15
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass
@@ -60,16 +47,8 @@ def make_mjpeg_files(directory: Path) -> Media:
     files: dict[str, Path] = {}
     frames: dict[str, bytes] = {}
     for ext in ("avi", "mkv"):
-        out = directory / f"testsrc.{ext}"
-        src = f"testsrc=size={W}x{H}:rate={FPS}"
-        cmd = ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", src, "-t", "2"]
-        subprocess.run([*cmd, "-c:v", "mjpeg", "-q:v", "5", str(out)], check=True, timeout=60)
-        pattern = directory / f"{ext}-%03d.jpg"
-        subprocess.run(
-            ["ffmpeg", "-loglevel", "error", "-y", "-i", str(out), "-c", "copy", "-f", "image2", str(pattern)],
-            check=True,
-            timeout=60,
-        )
+        out = mjpeg_clip(directory / f"testsrc.{ext}", 2, (W, H), FPS, quality=5)
+        extract_jpegs(out, directory / f"{ext}-%03d.jpg")
         files[ext] = out
         extracted = sorted(directory.glob(f"{ext}-*.jpg"))
         assert len(extracted) == 2 * FPS, f"{len(extracted)} frames extracted from {out}"
@@ -143,12 +122,7 @@ def server(start_module_server: StartServer, media: Media) -> EdgeServer:
             cam["source"] = str(media.files[cam["source"]])
         cameras.append(cam)
     srv = start_module_server(cameras=cameras)
-    wait_status(
-        srv,
-        lambda st: all(c["state"] == "streaming" for c in st["cameras"]),
-        15,
-        "every camera streaming",
-    )
+    wait_all_cameras(srv, "streaming", 15)
     return srv
 
 
@@ -293,14 +267,7 @@ def test_good_camera_config(media: Media) -> None:
 def test_missing_video_file_exits_2(tmp_path: Path) -> None:
     config = tmp_path / "edge.yaml"
     config.write_text("cameras:\n  - name: cam0\n    source: /nonexistent/clip.avi\n")
-    res = subprocess.run(
-        [sys.executable, "-m", "edge", "--check-config", str(config)],
-        cwd=REPO_ROOT,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    res = run_edge(["--check-config", str(config)])
     assert res.returncode == 2, f"exit {res.returncode}: {res.stderr}"
     assert "Traceback" not in res.stderr
     assert str(config) in res.stderr and "cameras[0].source" in res.stderr and "does not exist" in res.stderr

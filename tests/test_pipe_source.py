@@ -10,11 +10,9 @@ tests know exactly which bytes were good and when a stall began.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -24,18 +22,14 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import StartServer
-from tests.helpers import (
-    EdgeServer,
-    MjpegStream,
-    camera_status,
-    decode_jpeg,
-    fetch,
-    get_status,
-    virtual_cam,
-    wait_for,
-    wait_status,
-)
+from tests.support.config import virtual_cam
+from tests.support.http import fetch
+from tests.support.jpeg import decode_jpeg, sha
+from tests.support.mjpeg import MjpegStream
+from tests.support.process import EdgeServer, StartServer
+from tests.support.sources import extract_jpegs, mjpeg_clip
+from tests.support.status import camera_status, get_status, wait_all_cameras, wait_camera_state, wait_status
+from tests.support.waiting import wait_for
 
 PRODUCER = Path(__file__).resolve().parent / "producers" / "mjpeg_producer.py"
 FPS = 15
@@ -136,10 +130,6 @@ def invalid_metrics(srv: EdgeServer, camera: str) -> dict[str, float]:
     return found
 
 
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def cam_state(srv: EdgeServer, name: str = "p") -> dict[str, Any]:
     return camera_status(get_status(srv), name)
 
@@ -154,21 +144,10 @@ def test_ffmpeg_pipe_is_passed_through_byte_for_byte(start_server: StartServer, 
     on /snapshot and /stream are exactly the file's frames; after SIGTERM no ffmpeg is left."""
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed")
-    clip = tmp_path / "out.avi"
-    subprocess.run(
-        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=15"]
-        + ["-t", "2", "-c:v", "mjpeg", str(clip)],
-        check=True,
-        timeout=60,
-    )
+    clip = mjpeg_clip(tmp_path / "out.avi")
     frames_dir = tmp_path / "frames"
     frames_dir.mkdir()
-    subprocess.run(
-        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(clip), "-c", "copy", "-f", "image2"]
-        + [str(frames_dir / "frame%03d.jpg")],
-        check=True,
-        timeout=60,
-    )
+    extract_jpegs(clip, frames_dir / "frame%03d.jpg")
     file_frames = {sha(p.read_bytes()) for p in frames_dir.glob("*.jpg")}
     assert len(file_frames) >= 25, f"expected ~30 distinct frames in the clip, got {len(file_frames)}"
 
@@ -216,7 +195,7 @@ def test_garbage_producer_reconnects_and_viewers_get_only_jpegs(start_server: St
     producer is replaced by a new process, and viewers get only (placeholder) JPEGs."""
     events = tmp_path / "events"
     srv = start_server(cameras=[pipe_cam("p", producer_command(events, "garbage"))])
-    st = wait_status(srv, lambda s: camera_status(s, "p")["state"] == "reconnecting", 10, "reconnecting")
+    st = wait_camera_state(srv, "p", "reconnecting", 10)
     cam = camera_status(st, "p")
     assert "stalled" in cam["problem"] and f"no frame for {STALL_TIMEOUT:g} s" in cam["problem"], cam
     assert cam["frames_captured"] == 0, cam
@@ -248,14 +227,14 @@ def test_stalled_producer_is_killed_and_replaced(start_server: StartServer, tmp_
     events = tmp_path / "events"
     command = producer_command(events, "stall", "--good", "20", "--fps", str(FPS), "--grandchild")
     srv = start_server(cameras=[pipe_cam("p", command)])
-    wait_status(srv, lambda s: camera_status(s, "p")["state"] == "streaming", 10, "streaming")
+    wait_camera_state(srv, "p", "streaming", 10)
 
     def stall_event() -> tuple[int, float] | None:
         return next(((pid, t) for ev, pid, t, _ in read_events(events) if ev == "stall"), None)
 
     pid1, stalled_at = wait_for(stall_event, 10, message="the producer stalling")
     grandchild = next(int(d[0]) for ev, pid, _, d in read_events(events) if ev == "child" and pid == pid1)
-    wait_status(srv, lambda s: camera_status(s, "p")["state"] == "reconnecting", STALL_TIMEOUT + 3, "reconnecting")
+    wait_camera_state(srv, "p", "reconnecting", STALL_TIMEOUT + 3)
     down = [t for t in log_times(srv, "p: source down") if t >= stalled_at - 0.1]
     assert down, srv.log_text()[-3000:]
     took = down[0] - stalled_at
@@ -266,7 +245,7 @@ def test_stalled_producer_is_killed_and_replaced(start_server: StartServer, tmp_
     wait_for(lambda: len(starts(events)) >= 2, 8, message="a new producer after the stall")
     assert not exists(pid1), f"the stalled producer (pid {pid1}) is still there: {process_state(pid1)}"
     wait_for(lambda: not running(grandchild), 3, message=f"the producer's own child (pid {grandchild}) killed too")
-    st = wait_status(srv, lambda s: camera_status(s, "p")["state"] == "streaming", 8, "streaming again")
+    st = wait_camera_state(srv, "p", "streaming", 8)
     assert camera_status(st, "p")["passthrough"] is True
 
 
@@ -305,7 +284,7 @@ def test_broken_frames_are_counted_and_never_sent(start_server: StartServer, tmp
     delivered frame is one of the good frames, byte for byte, and decodes."""
     events = tmp_path / "events"
     srv = start_server(cameras=[pipe_cam("p", producer_command(events, "corrupt", "--fps", "20"))])
-    wait_status(srv, lambda s: camera_status(s, "p")["state"] == "streaming", 10, "streaming")
+    wait_camera_state(srv, "p", "streaming", 10)
 
     with MjpegStream(srv.host, srv.port, "/stream", timeout=10) as s:
         parts = s.read_parts(40)
@@ -346,12 +325,7 @@ def test_no_producer_left_after_shutdown(start_server: StartServer, tmp_path: Pa
             pipe_cam("q", producer_command(ev2, "good", "--ignore-term")),
         ]
     )
-    wait_status(
-        srv,
-        lambda s: all(c["state"] == "streaming" for c in s["cameras"]),
-        10,
-        "both pipe cameras streaming",
-    )
+    wait_all_cameras(srv, "streaming", 10)
     with MjpegStream(srv.host, srv.port, "/cameras/p/stream", timeout=10) as s:
         s.read_parts(2)  # a viewer open during shutdown
         pids = [pid for pid, _ in starts(ev1) + starts(ev2)]

@@ -16,26 +16,16 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import StartServer
-from tests.helpers import (
-    TIMESTAMP_RE,
-    BackgroundReader,
-    MjpegStream,
-    camera_status,
-    decode_jpeg,
-    fetch,
-    get_status,
-    mjpeg_reader,
-    virtual_cam,
-    wait_for,
-    wait_status,
-)
+from tests.support.config import virtual_cam
+from tests.support.frames import BackgroundReader, mjpeg_reader
+from tests.support.http import fetch
+from tests.support.jpeg import decode_jpeg
+from tests.support.mjpeg import TIMESTAMP_RE, MjpegStream
+from tests.support.process import StartServer
+from tests.support.status import camera_status, get_status, wait_camera_state, wait_status
+from tests.support.waiting import wait_for
 
 MISSING_DEVICE = "/dev/video9"
-
-
-def state(st: dict, name: str) -> str:
-    return camera_status(st, name)["state"]
 
 
 def test_missing_device_serves_placeholder(start_server: StartServer) -> None:
@@ -43,7 +33,7 @@ def test_missing_device_serves_placeholder(start_server: StartServer) -> None:
     if os.path.exists(MISSING_DEVICE):
         pytest.skip(f"{MISSING_DEVICE} exists on this machine")
     srv = start_server(cameras=[virtual_cam("cam0", 320, 240, 10, source=MISSING_DEVICE)])
-    wait_status(srv, lambda st: state(st, "cam0") == "reconnecting", 10, "state reconnecting")
+    wait_camera_state(srv, "cam0", "reconnecting", 10)
 
     snap = wait_for(
         lambda: (r := fetch(srv.url + "/snapshot")).status == 200 and r,
@@ -77,26 +67,20 @@ def test_url_source_fails_and_recovers(start_server: StartServer) -> None:
     a = start_server(cameras=[virtual_cam("cam0", 320, 240, 15)])
     port_a = a.port
     b = start_server(cameras=[virtual_cam("relay", 480, 360, 15, source=f"http://127.0.0.1:{port_a}/stream.mjpg")])
-    wait_status(b, lambda st: state(st, "relay") == "streaming", 25, "B streaming from A")
+    wait_camera_state(b, "relay", "streaming", 25)
 
     client = MjpegStream(b.host, b.port, "/stream", timeout=15)
     reader = BackgroundReader(mjpeg_reader(client, decode=True), "b-client")
     try:
-        wait_for(lambda: reader.count() >= 5 or reader.error, 10, message="client frames from B")
-        reader.check()
+        reader.wait_frames(5, 10, "client frames from B")
         real_size = (reader.snapshot()[-1].width, reader.snapshot()[-1].height)
 
         # outage
         rc = a.stop(signal.SIGTERM, timeout=10)
         assert rc == 0, f"upstream exited {rc} on SIGTERM"
-        wait_status(b, lambda st: state(st, "relay") == "reconnecting", 15, "B reconnecting")
+        wait_camera_state(b, "relay", "reconnecting", 15)
         t_down = time.time()
-        wait_for(
-            lambda: reader.count_between(t_down, time.time() + 1) >= 2 or reader.error,
-            10,
-            message="placeholder frames during the outage",
-        )
-        reader.check()
+        reader.wait_frames(2, 10, "placeholder frames during the outage", since=t_down)
         wait_status(b, lambda st: camera_status(st, "relay")["fps"] < 0.5 * 15, 5, "measured fps falls in the outage")
         during = [f for f in reader.snapshot() if f.received_at >= t_down]
         placeholder_size = (during[-1].width, during[-1].height)
@@ -104,15 +88,10 @@ def test_url_source_fails_and_recovers(start_server: StartServer) -> None:
         # recovery on the same port
         a2 = start_server(cameras=[virtual_cam("cam0", 320, 240, 15)], port=port_a)
         assert a2.port == port_a
-        st = wait_status(b, lambda st: state(st, "relay") == "streaming", 30, "B streaming again")
+        st = wait_camera_state(b, "relay", "streaming", 30)
         assert camera_status(st, "relay")["state"] == "streaming"
         t_up = time.time()
-        wait_for(
-            lambda: reader.count_between(t_up, time.time() + 1) >= 5 or reader.error,
-            10,
-            message="frames after recovery on the same connection",
-        )
-        reader.check()
+        reader.wait_frames(5, 10, "frames after recovery on the same connection", since=t_up)
         after = [f for f in reader.snapshot() if f.received_at >= t_up]
         if real_size != placeholder_size:
             # real and placeholder frames are distinguishable by size: the last ones must be real

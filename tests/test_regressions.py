@@ -41,22 +41,16 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import StartServer
-from tests.helpers import (
-    KIB,
-    EdgeServer,
-    MjpegStream,
-    RawWebSocket,
-    Received,
-    all_clients,
-    camera_status,
-    check_stale_after_resume,
-    fetch,
-    get_status,
-    virtual_cam,
-    wait_status,
-)
+from tests.support.config import virtual_cam
+from tests.support.frames import Received, mjpeg_reader, read_for
+from tests.support.http import fetch
+from tests.support.mjpeg import MjpegStream
+from tests.support.process import EdgeServer, StartServer
+from tests.support.stale import check_stale_after_resume
+from tests.support.status import all_clients, get_status, wait_all_cameras, wait_no_clients
+from tests.support.websocket import RawWebSocket
 
+KIB = 1024
 VIRT_FPS = 30
 
 # `big`: one noisy 640x480 frame (~180 KiB, over half of 256 KiB, so "two frames" is the
@@ -148,17 +142,8 @@ def srv(start_module_server: StartServer, tmp_path_factory: pytest.TempPathFacto
         _pipe_camera("burst", script, _write_frames(root / "small", small), BURST_PERIOD, BURST, 30),
     ]
     server = start_module_server(cameras=cameras, server={"max_clients": 16})
-    wait_status(
-        server,
-        lambda st: all(camera_status(st, c["name"])["state"] == "streaming" for c in cameras),
-        15,
-        "all three cameras streaming",
-    )
+    wait_all_cameras(server, "streaming", 15)
     return server
-
-
-def _no_clients(srv: EdgeServer) -> None:
-    wait_status(srv, lambda st: not all_clients(st), 10, "no clients listed")
 
 
 TAG_RE = re.compile(rb"b=(\d+) p=(\d+)")
@@ -233,12 +218,7 @@ def _stall_and_resume(srv: EdgeServer) -> tuple[list[Received], float, float]:
         grid = (math.floor((time.time() + STALL_S) / BIG_PERIOD) + 1) * BIG_PERIOD
         time.sleep(max(0.0, grid + RESUME_OFFSET - time.time()))  # the stall: a duration
         resume_at = time.time()
-        frames: list[Received] = []
-        deadline = time.monotonic() + 1.2
-        while time.monotonic() < deadline:
-            part = stream.read_part()
-            frames.append(Received(part.received_at, part.timestamp, len(part.jpeg)))
-        return frames, resume_at, grid
+        return read_for(mjpeg_reader(stream), 1.2), resume_at, grid
     finally:
         stream.close()
 
@@ -253,7 +233,7 @@ def test_resuming_reader_gets_at_most_two_stale_frames(srv: EdgeServer) -> None:
     older than the resumption: two stale frames. A server that picks its next frame before the
     connection is writable holds a third, picked when the client stopped reading.
     """
-    _no_clients(srv)
+    wait_no_clients(srv)
     for _attempt in range(3):
         frames, resume_at, grid = _stall_and_resume(srv)
         # The timing this relies on: the frame of the grid instant before the resumption was
@@ -312,7 +292,7 @@ def test_waiting_reader_gets_the_newest_frame(srv: EdgeServer) -> None:
     It must send the fifth (and skip the others); sending the first means showing a frame that
     four newer ones have replaced, then the newest right after it.
     """
-    _no_clients(srv)
+    wait_no_clients(srv)
     ws = RawWebSocket(srv.host, srv.port, "/cameras/burst/ws", timeout=5)
     mj = MjpegStream(srv.host, srv.port, "/cameras/burst/stream", timeout=5)
     try:
@@ -412,7 +392,7 @@ def test_frames_dropped_counts_the_frames_a_websocket_client_skipped(srv: EdgeSe
     still when read: `frames_dropped` must equal the sequence gaps exactly (a gap is a frame this
     connection skipped, CONTRACT §5), and the metric must grow by as much.
     """
-    _no_clients(srv)
+    wait_no_clients(srv)
     before = _metric_dropped(srv, "virt", "websocket")
     ws = RawWebSocket(srv.host, srv.port, "/cameras/virt/ws", timeout=5)
     try:
@@ -450,7 +430,7 @@ def test_frames_dropped_counts_the_frames_an_mjpeg_client_skipped(srv: EdgeServe
     MJPEG carries no sequence numbers, so the count is only bounded: more than none, and no more
     than the camera captured over the span of the frames read (with room for capture jitter).
     """
-    _no_clients(srv)
+    wait_no_clients(srv)
     before = _metric_dropped(srv, "virt", "mjpeg")
     with MjpegStream(srv.host, srv.port, "/cameras/virt/stream", rcvbuf=RCVBUF, timeout=5) as mj:
         first = mj.read_parts(3)
@@ -479,7 +459,7 @@ def test_frames_skipped_for_the_fps_cap_are_not_dropped(srv: EdgeServer) -> None
     always ready and the cap alone decides: gaps of six. Only a gap beyond what the cap explains
     (capture jitter) may count; the counters are read while no ack is outstanding.
     """
-    _no_clients(srv)
+    wait_no_clients(srv)
     ws = RawWebSocket(srv.host, srv.port, "/cameras/virt/ws", timeout=5)
     try:
         hello = ws.recv_json()

@@ -25,16 +25,12 @@ from edge import capture as capture_module
 from edge.capture import Capture
 from edge.config import CameraConfig
 from edge.sources import make_placeholder
-from tests.conftest import StartServer
-from tests.helpers import (
-    EdgeServer,
-    RawWebSocket,
-    camera_status,
-    decode_jpeg,
-    fetch,
-    wait_for,
-    wait_status,
-)
+from tests.support.http import fetch
+from tests.support.jpeg import decode_jpeg
+from tests.support.process import EdgeServer, StartServer
+from tests.support.status import camera_status, wait_all_cameras
+from tests.support.waiting import wait_for
+from tests.support.websocket import RawWebSocket
 
 SOURCE = "rtsp://admin:hunter2@127.0.0.1:9/live?token=SECRET1234&pwd=abcd1234"
 SHOWN = "rtsp://***@127.0.0.1:9/live?token=***&pwd=***"
@@ -66,12 +62,7 @@ def srv(start_module_server: StartServer) -> EdgeServer:
         {"name": "cam1", "source": SOURCE2, "width": 320, "height": 240, "fps": 10, "quality": 80},
     ]
     server = start_module_server(cameras=cameras, server={"max_clients": 8})
-    wait_status(
-        server,
-        lambda st: all(cam["state"] == "reconnecting" for cam in st["cameras"]),
-        20,
-        "both unreachable cameras reconnecting",
-    )
+    wait_all_cameras(server, "reconnecting", 20)
     return server
 
 
@@ -123,11 +114,7 @@ def test_log_masks_secret_values_quoted_from_anywhere(srv: EdgeServer) -> None:
         assert ws.recv_json()["type"] == "hello"
         for secret in ("SECRET1234", "K3Y12345abc"):
             ws.send_text(json.dumps({"type": secret}))
-            while True:
-                op, payload = ws.recv_message()
-                if op == ws.OP_TEXT:
-                    break
-            assert json.loads(payload)["type"] == "error"
+            assert ws.recv_text()["type"] == "error"
     finally:
         ws.close()
     wait_for(

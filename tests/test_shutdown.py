@@ -13,19 +13,13 @@ import time
 
 import pytest
 
-from tests.conftest import StartServer
-from tests.helpers import (
-    HOST,
-    BackgroundReader,
-    MjpegStream,
-    RawWebSocket,
-    all_clients,
-    mjpeg_reader,
-    virtual_cam,
-    wait_for,
-    wait_status,
-    ws_reader,
-)
+from tests.support.config import virtual_cam
+from tests.support.frames import BackgroundReader, mjpeg_reader, ws_reader
+from tests.support.mjpeg import MjpegStream
+from tests.support.process import HOST, StartServer
+from tests.support.status import all_clients, wait_status
+from tests.support.waiting import wait_for
+from tests.support.websocket import RawWebSocket
 
 
 def test_sigterm_with_open_and_stalled_streams(start_server: StartServer) -> None:

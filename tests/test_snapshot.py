@@ -6,7 +6,11 @@ import time
 
 import pytest
 
-from tests.helpers import TIMESTAMP_RE, EdgeServer, decode_jpeg, fetch, wait_for
+from tests.support.http import fetch
+from tests.support.jpeg import decode_jpeg
+from tests.support.mjpeg import TIMESTAMP_RE
+from tests.support.process import EdgeServer
+from tests.support.waiting import wait_for
 
 
 @pytest.mark.parametrize("path", ["/snapshot", "/snapshot.jpg", "/cameras/cam0/snapshot", "/?action=snapshot"])

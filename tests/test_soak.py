@@ -48,8 +48,6 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import StartServer
-from tests.helpers import REPO_ROOT, EdgeServer, camera_status, fetch, wait_for, wait_status
 from tests.soak.analysis import (
     count_in,
     detections,
@@ -74,6 +72,10 @@ from tests.soak.monitor import (
     rss_kib,
 )
 from tests.soak.upstream import FakeUpstream, make_frames
+from tests.support.http import fetch
+from tests.support.process import REPO_ROOT, EdgeServer, StartServer
+from tests.support.status import camera_status, wait_status
+from tests.support.waiting import wait_for
 
 # ---- knobs ----------------------------------------------------------------------------------
 SOAK_SECONDS_DEFAULT = 120.0  # CI (inside `make test`): long enough for three source failures

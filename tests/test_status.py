@@ -12,20 +12,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import StartServer
-from tests.helpers import (
-    BackgroundReader,
-    EdgeServer,
-    MjpegStream,
-    RawWebSocket,
-    all_clients,
-    camera_status,
-    fetch,
-    mjpeg_reader,
-    virtual_cam,
-    wait_status,
-    ws_reader,
-)
+from tests.support.config import virtual_cam
+from tests.support.frames import BackgroundReader, mjpeg_reader, ws_reader
+from tests.support.http import fetch
+from tests.support.mjpeg import MjpegStream
+from tests.support.process import EdgeServer, StartServer
+from tests.support.status import all_clients, camera_status, wait_status
+from tests.support.websocket import RawWebSocket
 
 FPS = 20
 

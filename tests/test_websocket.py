@@ -10,43 +10,26 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.conftest import StartServer
-from tests.helpers import (
-    EdgeServer,
-    MjpegStream,
-    WsFrame,
-    all_clients,
-    decode_jpeg,
-    fetch,
-    get_status,
-    parse_ws_frame,
-    virtual_cam,
-    wait_status,
-)
+from tests.support.config import virtual_cam
+from tests.support.http import fetch
+from tests.support.jpeg import decode_jpeg
+from tests.support.mjpeg import MjpegStream
+from tests.support.process import EdgeServer, StartServer
+from tests.support.status import all_clients, get_status, wait_status
+from tests.support.websocket import WsFrame, connect_ws, parse_ws_frame
 
 FPS = 30
 
 
-@asynccontextmanager
-async def ws_connect(srv: EdgeServer, path: str = "/ws") -> AsyncIterator[ClientConnection]:
-    """Connect without compression or proxy, with bounded timeouts."""
-    async with connect(
-        srv.ws_url + path,
-        compression=None,
-        proxy=None,
-        open_timeout=10,
-        close_timeout=5,
-        max_size=None,
-    ) as ws:
-        yield ws
+def ws_connect(srv: EdgeServer, path: str = "/ws") -> Any:
+    """The library client on `path` of `srv`, with the suite's settings (an `async with`)."""
+    return connect_ws(srv.ws_url + path)
 
 
 async def recv(ws: ClientConnection, timeout: float) -> str | bytes:

@@ -143,7 +143,7 @@ class StreamReceiver:
             return
         boundary = head.boundary
         if boundary is None:
-            self.stats.fail(f"not multipart: {head.headers.get(b'content-type')!r}")
+            self.stats.fail(f"not multipart: {head.headers.get('content-type')!r}")
             return
         problems = head.contract_problems()
         if problems:

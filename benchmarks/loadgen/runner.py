@@ -181,7 +181,7 @@ def execute(spec: RunSpec, opts: Options, target: ServerSpec | None = None) -> d
     machine = procstat.machine_info(opts.repo)
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
         config = Path(tmp) / "edge.yaml"
-        config.write_text(target.config)
+        target.write_config(config)
         server = ServerProcess(target.command, config)
         with server:
             if not server.wait_for_frames():

@@ -7,7 +7,6 @@ A fresh process per run makes RSS and CPU per-run figures, and means one run's l
 from __future__ import annotations
 
 import collections
-import re
 import shlex
 import signal
 import subprocess
@@ -20,8 +19,8 @@ from typing import Self
 import httpx
 
 from loadgen import procstat
+from tests.support.process import LISTEN_RE
 
-LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 # How long to wait for the ``listening on`` line before looking the port up in /proc.
 PORT_LINE_WAIT = 1.0
 
@@ -98,9 +97,9 @@ class ServerProcess:
         for line in self._proc.stderr:
             self.tail.append(line.rstrip())
             if not self._port_found.is_set():
-                match = LISTENING.search(line)
+                match = LISTEN_RE.search(line)
                 if match:
-                    self.port = int(match.group(1))
+                    self.port = int(match.group(2))
                     self._port_found.set()
 
     def wait_for_frames(self, timeout: float = 10.0) -> bool:

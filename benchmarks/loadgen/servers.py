@@ -13,12 +13,13 @@ The test frames are made once with FFmpeg and kept in a cache directory (not in 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.support.config import write_config as write_config_file
 
 BENCH_DIR = Path(__file__).resolve().parent.parent
 FLOOR_SCRIPT = BENCH_DIR / "floor.py"
@@ -97,10 +98,14 @@ class ServerSpec:
 
     name: str
     command: list[str]
-    config: str  # YAML given with --config (the floor accepts and ignores it)
+    cameras: list[dict[str, Any]]  # the config given with --config (the floor accepts and ignores it)
     camera: dict[str, Any]  # recorded in the result's params
     expect_passthrough: bool | None = None  # checked in /api/status before measuring
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def write_config(self, path: Path) -> Path:
+        """The config file, written the way the test suite writes its servers' configs."""
+        return write_config_file(path, self.cameras, SERVER_SETTINGS)
 
     @property
     def label(self) -> str:
@@ -108,33 +113,29 @@ class ServerSpec:
         return LABELS.get(self.name, self.name)
 
 
-def _config(camera: dict[str, Any]) -> str:
-    """edge's YAML (JSON flow style is YAML and quotes any path safely); slots for 500+ clients."""
-    server = {"host": "127.0.0.1", "port": 0, "max_clients": 1000}
-    return f"server: {json.dumps(server)}\ncameras:\n  - {json.dumps(camera)}\n"
+# Slots for 500+ clients; loopback only.
+SERVER_SETTINGS = {"host": "127.0.0.1", "port": 0, "max_clients": 1000}
 
 
 def virtual_server(edge_cmd: list[str], width: int, height: int, fps: float, quality: int) -> ServerSpec:
     """edge with its virtual camera: every frame drawn and encoded (the benchmark's original server)."""
     camera = {"name": "cam0", "source": "virtual", "width": width, "height": height, "fps": fps, "quality": quality}
-    return ServerSpec(
-        "edge-virtual", edge_cmd, _config(camera), {**camera, "source": "virtual"}, expect_passthrough=False
-    )
+    return ServerSpec("edge-virtual", edge_cmd, [camera], {**camera, "source": "virtual"}, expect_passthrough=False)
 
 
 def file_server(edge_cmd: list[str], frames: Frames) -> ServerSpec:
     """edge on the clip, passed through: no width/height, so the file's own size is kept."""
     camera = {"name": "cam0", "source": str(frames.avi), "fps": frames.fps, "passthrough": "auto"}
     recorded = {**camera, "width": frames.width, "height": frames.height, "frames": frames.as_json()}
-    return ServerSpec("edge-file", edge_cmd, _config(camera), recorded, expect_passthrough=True)
+    return ServerSpec("edge-file", edge_cmd, [camera], recorded, expect_passthrough=True)
 
 
 def floor_server(frames: Frames) -> ServerSpec:
     """The floor on the same JPEGs, by the same interpreter."""
     command = [sys.executable, str(FLOOR_SCRIPT), str(frames.jpeg_dir), "--fps", str(frames.fps)]
     camera = {"source": "floor", "width": frames.width, "height": frames.height, "fps": frames.fps}
-    config = "# benchmarks/floor.py takes its frames from the command line and reads no config\n"
-    return ServerSpec("floor", command, config, {**camera, "frames": frames.as_json()})
+    # benchmarks/floor.py takes its frames from the command line and reads no config.
+    return ServerSpec("floor", command, [{"name": "cam0", **camera}], {**camera, "frames": frames.as_json()})
 
 
 def passthrough_problem(spec: ServerSpec, status: dict[str, Any] | None) -> str | None:

@@ -14,7 +14,7 @@ it needs comes from run.sh through the environment:
 Without them the module skips with that reason; a plain `pytest` does not collect it at all
 (tests/docker/conftest.py).
 
-The HTTP checks go to 127.0.0.1 only, with the suite's own raw clients (tests/helpers.py).
+The HTTP checks go to 127.0.0.1 only, with the suite's own raw clients (tests/support/).
 The last test stops the container (`docker compose stop`, timed), checks its exit code and log,
 and runs `docker compose down`: pytest runs a module's tests in the order they are written, so
 it stays last.
@@ -33,7 +33,11 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import HOST, REPO_ROOT, MjpegStream, RawWebSocket, decode_jpeg, fetch
+from tests.support.http import fetch
+from tests.support.jpeg import decode_jpeg
+from tests.support.mjpeg import MjpegStream
+from tests.support.process import HOST, REPO_ROOT
+from tests.support.websocket import RawWebSocket
 
 _NEEDED = ("EDGE_CI_PORT", "EDGE_CI_CID", "EDGE_CI_DOCKER", "EDGE_CI_COMPOSE")
 _unset = [name for name in _NEEDED if not os.environ.get(name)]

@@ -33,18 +33,10 @@ from typing import Any, cast
 import cv2
 import numpy as np
 
-from tests.soak.proto import (
-    HEAD_END,
-    OP_BINARY,
-    OP_CLOSE,
-    OP_TEXT,
-    MjpegReader,
-    WsReader,
-    mjpeg_request,
-    parse_status_line,
-    ws_client_frame,
-    ws_handshake,
-)
+from tests.soak.proto import HEAD_END, MjpegReader, WsReader, mjpeg_request, ws_handshake
+from tests.support.http import status_code
+from tests.support.sockets import abort_socket
+from tests.support.websocket import OP_BINARY, OP_CLOSE, OP_TEXT, client_frame
 
 # Timeouts: generous against a loaded 2-core machine, short against a real hang.
 CONNECT_TIMEOUT = 5.0
@@ -247,13 +239,12 @@ async def pause(ctx: Ctx, seconds: float) -> None:
 
 
 def close_socket(sock: socket.socket, rst: bool = False) -> None:
-    """Close; with ``rst`` the kernel sends a reset instead of a FIN (SO_LINGER 0)."""
+    """Close; with ``rst`` the kernel sends a reset instead of a FIN (SO_LINGER 0). No shutdown()
+    first (unlike tests.support.sockets.close_socket): a vanishing client just closes."""
     if rst:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
-    sock.close()
+        abort_socket(sock)
+    else:
+        sock.close()
 
 
 async def connect(ctx: Ctx, rcvbuf: int | None = None) -> socket.socket:
@@ -269,6 +260,16 @@ async def connect(ctx: Ctx, rcvbuf: int | None = None) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+async def connect_or_pause(ctx: Ctx, note: Callable[[str], None], rcvbuf: int | None = None) -> socket.socket | None:
+    """A connected socket, or None once `note` has been told why not and the reconnect pause is over."""
+    try:
+        return await connect(ctx, rcvbuf)
+    except (OSError, TimeoutError) as exc:
+        note(f"connect failed: {_exc_name(exc)}")
+        await pause(ctx, RECONNECT_PAUSE)
+        return None
 
 
 def new_reader(ctx: Ctx, stats: ClientStats, ws: bool, http10: bool = False) -> tuple[bytes, MjpegReader | WsReader]:
@@ -376,11 +377,8 @@ async def run_slow(ctx: Ctx, stats: ClientStats, ws: bool) -> None:
     while ctx.remaining() > 1.0:
         request, reader = new_reader(ctx, stats, ws)
         reason: str | None = None
-        try:
-            sock = await connect(ctx, SLOW_RCVBUF)
-        except (OSError, TimeoutError) as exc:
-            stats.ended_early(f"connect failed: {_exc_name(exc)}")
-            await pause(ctx, RECONNECT_PAUSE)
+        sock = await connect_or_pause(ctx, stats.ended_early, SLOW_RCVBUF)
+        if sock is None:
             continue
         try:
             await asyncio.wait_for(loop.sock_sendall(sock, request), CONNECT_TIMEOUT)
@@ -436,11 +434,8 @@ async def run_vanisher(ctx: Ctx, stats: ClientStats) -> None:
         request, reader = new_reader(ctx, stats, variant == "ws", http10=variant == "mjpeg/1.0")
         if variant == "mjpeg+pipelined":
             request += f"GET /snapshot HTTP/1.1\r\nHost: {ctx.host}:{ctx.port}\r\n\r\n".encode()
-        try:
-            sock = await connect(ctx)
-        except (OSError, TimeoutError) as exc:
-            stats.outcome(f"connect failed: {_exc_name(exc)}")
-            await pause(ctx, RECONNECT_PAUSE)
+        sock = await connect_or_pause(ctx, stats.outcome)
+        if sock is None:
             continue
         try:
             async with asyncio.timeout(min(VANISH_TIMEOUT, max(0.01, ctx.remaining()))):
@@ -510,7 +505,7 @@ async def _http_garbage(ctx: Ctx, kind: str) -> str:
         except ConnectionResetError:
             if not head:
                 return "reset" + ("" if sent_all else " while sending")
-        status = parse_status_line(head)
+        status = status_code(head)
         if not head:
             return "closed, no answer"
         if not status:
@@ -593,10 +588,10 @@ async def _ws_garbage(ctx: Ctx, stats: ClientStats, kind: str) -> str:
         if why or not sink.texts or sink.texts[0].get("type") != "hello":
             return f"no hello ({why or sink.close_code})"
         message = {
-            "ws_bad_json": ws_client_frame(OP_TEXT, b"{not json"),
-            "ws_unknown_type": ws_client_frame(OP_TEXT, b'{"type": "nope"}'),
-            "ws_binary": ws_client_frame(OP_BINARY, os.urandom(32)),
-            "ws_bad_utf8": ws_client_frame(OP_TEXT, b"\xff\xfe\xfd not utf-8"),
+            "ws_bad_json": client_frame(OP_TEXT, b"{not json"),
+            "ws_unknown_type": client_frame(OP_TEXT, b'{"type": "nope"}'),
+            "ws_binary": client_frame(OP_BINARY, os.urandom(32)),
+            "ws_bad_utf8": client_frame(OP_TEXT, b"\xff\xfe\xfd not utf-8"),
         }[kind]
         await asyncio.wait_for(loop.sock_sendall(sock, message), CONNECT_TIMEOUT)
         why = await _read_ws_until(sock, reader, buf, lambda: len(sink.texts) > 1 or sink.closed, 10.0)
@@ -607,7 +602,7 @@ async def _ws_garbage(ctx: Ctx, stats: ClientStats, kind: str) -> str:
             return f"close {sink.close_code}"
         answer = sink.texts[1].get("type")
         # The connection must still work: say goodbye properly and expect the close echo.
-        await asyncio.wait_for(loop.sock_sendall(sock, ws_client_frame(OP_CLOSE, struct.pack(">H", 1000))), 5.0)
+        await asyncio.wait_for(loop.sock_sendall(sock, client_frame(OP_CLOSE, struct.pack(">H", 1000))), 5.0)
         why = await _read_ws_until(sock, reader, buf, lambda: sink.closed, 5.0)
         return f"{answer} msg+{'close ' + str(sink.close_code) if not why else why}"
     finally:
@@ -618,7 +613,7 @@ async def _answer_close(sock: socket.socket, code: int | None) -> None:
     loop = asyncio.get_running_loop()
     payload = struct.pack(">H", code) if code else b""
     try:
-        await asyncio.wait_for(loop.sock_sendall(sock, ws_client_frame(OP_CLOSE, payload)), 2.0)
+        await asyncio.wait_for(loop.sock_sendall(sock, client_frame(OP_CLOSE, payload)), 2.0)
     except (OSError, TimeoutError):
         pass
 
@@ -656,11 +651,8 @@ async def run_idle(ctx: Ctx, stats: ClientStats) -> None:
     buf = bytearray(4096)
     limit = ctx.request_timeout + ctx.idle_grace
     while ctx.remaining() > limit:  # only waits that can run to completion are recorded
-        try:
-            sock = await connect(ctx)
-        except (OSError, TimeoutError) as exc:
-            stats.outcome(f"connect failed: {_exc_name(exc)}")
-            await pause(ctx, RECONNECT_PAUSE)
+        sock = await connect_or_pause(ctx, stats.outcome)
+        if sock is None:
             continue
         stats.connects += 1
         started = loop.time()
@@ -679,7 +671,7 @@ async def run_idle(ctx: Ctx, stats: ClientStats) -> None:
             if n == 0:
                 stats.outcome(f"sent {label}: closed by server")
             else:
-                status = parse_status_line(buf[:n])
+                status = status_code(buf[:n])
                 stats.outcome(f"sent {label}: answered HTTP {status}" if status else f"sent {label}: got bytes")
         except ConnectionResetError:
             stats.idle_latencies.append(loop.time() - started)

@@ -1,0 +1,58 @@
+"""Raw TCP client sockets: how a test connects, and how it leaves (FIN or RST).
+
+The suite's clients are raw sockets rather than HTTP libraries so that a test controls what a
+real viewer controls: the receive buffer (set before connecting, so the TCP window stays small
+and a stalled reader's backlog sits in the server), when to stop reading, and whether to vanish
+with a reset mid-frame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+
+
+class StreamEnded(Exception):
+    """The peer closed the connection (or reset it) before the expected bytes arrived."""
+
+
+def open_socket(
+    host: str,
+    port: int,
+    rcvbuf: int | None = None,
+    timeout: float = 10.0,
+    source_ip: str | None = None,
+) -> socket.socket:
+    """TCP connection; SO_RCVBUF must be set before connect for it to bound the window.
+
+    `source_ip` binds the client end to another loopback address (another client address)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    if source_ip is not None:
+        sock.bind((source_ip, 0))
+    sock.settimeout(timeout)
+    sock.connect((host, port))
+    return sock
+
+
+def abort_socket(sock: socket.socket) -> None:
+    """Close with RST (SO_LINGER 1,0), like a client that vanishes."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def close_socket(sock: socket.socket, rst: bool = False) -> None:
+    """Close a client socket: RST if `rst`, else FIN.
+
+    shutdown() first, because close() alone does not wake a thread blocked in recv().
+    """
+    if rst:
+        abort_socket(sock)
+        return
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        sock.close()
