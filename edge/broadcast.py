@@ -87,7 +87,17 @@ class Subscriber:
     """One stream's place in its camera's broadcast: the connection's settings and counters
     (its :class:`Connection`) and where its frames go."""
 
-    __slots__ = ("conn", "wire", "framing", "totals", "held", "due", "ended", "_progress_at", "_left")
+    __slots__ = (
+        "conn",
+        "wire",
+        "framing",
+        "totals",
+        "held",
+        "due",
+        "ended",
+        "_progress_at",
+        "_left",
+    )
 
     def __init__(self, conn: Connection, wire: Wire, framing: Framing, totals: Totals) -> None:
         self.conn = conn
@@ -95,7 +105,9 @@ class Subscriber:
         self.framing = framing  # a writer's function: also the key of its bytes in Frame.wire
         self.totals = totals
         self.held = False  # ack mode: the last frame sent is not acknowledged yet
-        self.due = 0.0  # time.monotonic() when a capped connection is next due a frame
+        # time.monotonic() when a capped connection is next due a frame; 0.0: at the next frame
+        # (no frame sent yet, or the client just changed its cap: the grid starts again).
+        self.due = 0.0
         # Resolved by the broadcast when it gives up on the connection (stalled, write failed).
         self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._progress_at = 0.0
@@ -174,7 +186,8 @@ class Broadcast:
         cap = conn.fps_cap
         # Half a camera period of slack so a cap of 15 on a 30 fps camera takes every second
         # frame instead of beating against capture jitter.
-        if cap is not None and now < sub.due - 0.5 / self.camera_fps:
+        slack = 0.5 / self.camera_fps
+        if cap is not None and now < sub.due - slack:
             return False
         if wire.closing():
             return False  # its stream notices the disconnect and unsubscribes
@@ -185,10 +198,14 @@ class Broadcast:
             sub.end("gone")
             return False
         if conn.last_seq:
+            # A drop is a frame the client would have had had it been ready. Without a cap that
+            # is every frame in the gap. With one it is every slot of the cap's grid that went by
+            # unserved since this send was due (the nearest slot is this send's), never more than
+            # the frames in the gap: frames passed over for the cap itself are not drops, whether
+            # or not the cap divides the camera's rate, whatever the capture jitter.
             skipped = frame.seq - conn.last_seq - 1
             if cap is not None:
-                # Frames skipped to honour the client's own cap are not drops.
-                skipped -= max(round(self.camera_fps / cap) - 1, 0)
+                skipped = min(skipped, int((now - sub.due) * cap + 0.5)) if sub.due else 0
             if skipped > 0:
                 conn.frames_dropped += skipped
                 sub.totals.frames_dropped += skipped
@@ -200,9 +217,10 @@ class Broadcast:
         totals.bytes_sent += counted
         if cap is not None:
             interval = 1.0 / cap
-            # Keep to a grid, but bank at most half an interval: after a late frame the next one
-            # comes no sooner than half an interval later, so lateness never becomes a burst.
-            sub.due = max(sub.due + interval, now + interval / 2)
+            # Keep to a grid that starts at the first frame sent, but bank at most half an
+            # interval: after a late frame the next one comes no sooner than half an interval
+            # later, so lateness never becomes a burst.
+            sub.due = max(sub.due + interval, now + interval / 2) if sub.due else now + interval
         if conn.ack_mode:
             sub.held = True
         return True

@@ -168,7 +168,10 @@ class WebSocketStream(Stream):
                 return f"settings.fps {error}"
         if not isinstance(ack, bool):
             return "settings.ack must be true or false"
-        conn.fps_cap = float(fps) if fps is not None else None
+        cap = float(fps) if fps is not None else None
+        if cap != conn.fps_cap:
+            sub.due = 0.0  # a new cap keeps its own grid, from the next frame sent
+        conn.fps_cap = cap
         if ack and not conn.ack_mode:
             # Entering ack mode: the next frame waits for an ack of the last one sent.
             sub.held = conn.frames_sent > 0
