@@ -58,7 +58,9 @@ def test_stalled_viewers_among_fast_ones_get_fresh_frames_after_resuming(srv: Ed
         for reader in readers:
             reader.check()
             rate = reader.count_between(t0 + 0.5, t1) / (t1 - t0 - 0.5)
-            assert rate >= 0.8 * FPS, f"a fast viewer got {rate:.1f} fps while two others stalled"
+            # Six Python reader threads share two cores with the server here: 0.6 leaves room for
+            # that; a viewer held back by a stalled one gets a fraction of it, or nothing.
+            assert rate >= 0.6 * FPS, f"a fast viewer got {rate:.1f} fps while two others stalled"
 
         resume_at = time.time()
         check_stale_after_resume(read_for(mjpeg_reader(stalled_mjpeg), 1.5), resume_at, min_fresh=10)

@@ -398,7 +398,9 @@ def test_proxy_mjpeg_unbuffered(proxy: str) -> None:
     for part in parts:
         decode_jpeg(part.jpeg)
     ages = [p.received_at - p.timestamp for p in parts[2:]]
-    assert max(ages) < 0.25, f"frames arrive late through the proxy (ages {[round(a, 3) for a in ages]})"
+    # A buffering proxy makes frames seconds old; one scheduling pause on a busy machine must not.
+    late = f"frames arrive late through the proxy (ages {[round(a, 3) for a in ages]})"
+    assert statistics.median(ages) < 0.1 and max(ages) < 1.0, late
     gaps = [b.received_at - a.received_at for a, b in zip(parts[2:], parts[3:], strict=False)]
     assert statistics.median(gaps) > 0.015, f"frames arrive in bursts (gaps {[round(g, 3) for g in gaps]})"
     with MjpegStream(HOST, _port(proxy), f"{PREFIX}/cameras/cam0/stream?fps=10", timeout=10) as s:

@@ -418,11 +418,12 @@ def test_pacer_keeps_a_grid_and_restarts_after_falling_behind() -> None:
     for _ in range(20):
         assert pacer.wait()
     elapsed = time.monotonic() - start
-    assert 0.18 <= elapsed < 0.5, f"20 frames at 100 fps took {elapsed:.3f} s"
+    assert 0.18 <= elapsed < 1.0, f"20 frames at 100 fps took {elapsed:.3f} s"
     pacer.next -= 5.0  # a suspend: 500 frames behind the grid
     before = time.monotonic()
     assert all(pacer.wait() for _ in range(5))
     took = time.monotonic() - before
-    assert 0.035 <= took < 0.3, f"5 frames after a suspend took {took:.3f} s: it must restart the grid, not burst"
+    # Not the 5 s of the suspend (a grid not restarted), not at once (a burst to catch up).
+    assert 0.035 <= took < 1.0, f"5 frames after a suspend took {took:.3f} s: it must restart the grid, not burst"
     stop.set()
     assert not pacer.wait()
