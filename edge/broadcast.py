@@ -87,17 +87,7 @@ class Subscriber:
     """One stream's place in its camera's broadcast: the connection's settings and counters
     (its :class:`Connection`) and where its frames go."""
 
-    __slots__ = (
-        "conn",
-        "wire",
-        "framing",
-        "totals",
-        "held",
-        "due",
-        "ended",
-        "_progress_at",
-        "_left",
-    )
+    __slots__ = ("conn", "wire", "framing", "totals", "held", "due", "ended", "_progress_at", "_left")
 
     def __init__(self, conn: Connection, wire: Wire, framing: Framing, totals: Totals) -> None:
         self.conn = conn
@@ -186,8 +176,7 @@ class Broadcast:
         cap = conn.fps_cap
         # Half a camera period of slack so a cap of 15 on a 30 fps camera takes every second
         # frame instead of beating against capture jitter.
-        slack = 0.5 / self.camera_fps
-        if cap is not None and now < sub.due - slack:
+        if cap is not None and now < sub.due - 0.5 / self.camera_fps:
             return False
         if wire.closing():
             return False  # its stream notices the disconnect and unsubscribes
