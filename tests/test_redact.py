@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import pytest
+from _pytest.mark import ParameterSet
 
 from edge.redact import SecretMasker, redact_source, source_secrets
 
@@ -43,34 +44,33 @@ USERINFO_CASES = [
     ),
 ]
 
+
+def secret_parameter_cases(template: str, names: Iterable[str], id_prefix: str) -> list[ParameterSet]:
+    """One case per parameter name: ``template`` with ``{name}={value}`` holding a secret, and the
+    same URL with only that value masked."""
+    return [
+        pytest.param(
+            template.format(name=name, value="s3cr3tValue9"),
+            template.format(name=name, value="***"),
+            ["s3cr3tValue9"],
+            id=f"{id_prefix}-{name}",
+        )
+        for name in names
+    ]
+
+
 QUERY_CASES = [
-    *[
-        pytest.param(
-            f"http://cam.local/video.cgi?{name}=s3cr3tValue9&resolution=640x480",
-            f"http://cam.local/video.cgi?{name}=***&resolution=640x480",
-            ["s3cr3tValue9"],
-            id=f"query-{name}",
-        )
-        for name in SECRET_NAMES
-    ],
-    *[
-        pytest.param(
-            f"https://bucket.example.com/cam.mjpg?X-Amz-Date=20260101T000000Z&{name}=s3cr3tValue9",
-            f"https://bucket.example.com/cam.mjpg?X-Amz-Date=20260101T000000Z&{name}=***",
-            ["s3cr3tValue9"],
-            id=f"query-{name}",
-        )
-        for name in ("api_key", "access_token", "X-Amz-Signature", "client_secret", "oauth_token", "passwd")
-    ],
-    *[
-        pytest.param(
-            f"http://cam.local/snap?{name}=s3cr3tValue9",
-            f"http://cam.local/snap?{name}=***",
-            ["s3cr3tValue9"],
-            id=f"case-{name}",
-        )
-        for name in ("PASSWORD", "Token", "ApiKey", "PWD", "x-amz-signature", "Auth")
-    ],
+    *secret_parameter_cases("http://cam.local/video.cgi?{name}={value}&resolution=640x480", SECRET_NAMES, "query"),
+    *secret_parameter_cases(
+        "https://bucket.example.com/cam.mjpg?X-Amz-Date=20260101T000000Z&{name}={value}",
+        ("api_key", "access_token", "X-Amz-Signature", "client_secret", "oauth_token", "passwd"),
+        "query",
+    ),
+    *secret_parameter_cases(
+        "http://cam.local/snap?{name}={value}",
+        ("PASSWORD", "Token", "ApiKey", "PWD", "x-amz-signature", "Auth"),
+        "case",
+    ),
     pytest.param(
         "rtsp://admin:hunter2@127.0.0.1:9/live?token=SECRET1234&pwd=abcd1234",
         "rtsp://***@127.0.0.1:9/live?token=***&pwd=***",
