@@ -88,6 +88,7 @@ def serve(config: Config) -> int:
     from .server import (
         AdapterError,
         EdgeServer,
+        Limits,
         ListenError,
         check_uvicorn,
         listen_socket,
@@ -128,7 +129,7 @@ def serve(config: Config) -> int:
             f"edge {_version()} listening on {scheme}://{shown}:{port}  cameras: {names}", file=sys.stderr, flush=True
         )
 
-    server = EdgeServer(uvicorn_config(app, server_cfg), state.registry.stop_all, started)
+    server = EdgeServer(uvicorn_config(app, server_cfg), state.registry.stop_all, started, Limits.of(server_cfg))
     # uvicorn's loop choice (uvloop when installed): the default loop costs ~2x the CPU per frame sent.
     with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
         runner.run(server.serve(sockets=[sock]))

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from . import references
+
 DEFAULT_CONFIG_PATH = "config/edge.yaml"
 CAMERA_NAME_RE = re.compile(r"^[a-z0-9_-]+$")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -67,6 +69,9 @@ class ServerConfig:
     keepalive_timeout: float = 5.0
     stall_timeout: float = 60.0
     max_streams_per_address: int = 0
+    # Connections one address may hold without a request under way (just accepted, in their TLS
+    # handshake, or kept alive between requests); a browser holds a few, a thousand is an attack.
+    max_pending_per_address: int = 32
     max_request_head: int = 64 * 1024
     max_headers: int = 100
 
@@ -172,6 +177,7 @@ _SERVER_KEYS = {
     "keepalive_timeout",
     "stall_timeout",
     "max_streams_per_address",
+    "max_pending_per_address",
     "max_request_head",
     "max_headers",
 }
@@ -204,6 +210,13 @@ def _server(data: Any, path: str) -> ServerConfig:
         max_streams_per_address=_int_in(
             table.get("max_streams_per_address", d.max_streams_per_address),
             "server.max_streams_per_address",
+            path,
+            0,
+            100_000,
+        ),
+        max_pending_per_address=_int_in(
+            table.get("max_pending_per_address", d.max_pending_per_address),
+            "server.max_pending_per_address",
             path,
             0,
             100_000,
@@ -446,6 +459,11 @@ def _source(value: Any, key: str, path: str) -> str | int:
         raise ConfigError(path, key, "must not be empty")
     if text.isdigit():
         return int(text)
+    # Secret references are read again whenever the source opens; checked now so that a typo in
+    # a variable name stops the start instead of looping through reconnects.
+    problem = references.check(text)
+    if problem is not None:
+        raise ConfigError(path, key, problem)
     if text.startswith(PIPE_PREFIX):
         try:
             argv = shlex.split(text[len(PIPE_PREFIX) :])
@@ -456,7 +474,7 @@ def _source(value: Any, key: str, path: str) -> str | int:
         return text
     if text in ("auto", "virtual") or text.startswith("/dev/") or "://" in text:
         return text
-    if not os.path.isfile(os.path.expanduser(text)):
+    if not os.path.isfile(os.path.expanduser(references.expand(text).text)):
         # A missing file never appears by retrying; a typo must stop the start, not loop.
         raise ConfigError(path, key, f"video file {text!r} does not exist (or is not a file)")
     return text

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import contextvars
 import enum
+import ipaddress
 import itertools
 import logging
 import time
@@ -24,6 +25,9 @@ import anyio
 from starlette.types import Scope
 
 current_connection: contextvars.ContextVar[str] = contextvars.ContextVar("edge_connection", default="-")
+# The client address (its address_key) of the stream being served: what the client log limiter
+# counts a line against (logs.py).
+current_client: contextvars.ContextVar[str] = contextvars.ContextVar("edge_client", default="-")
 
 log = logging.getLogger("edge.connections")
 
@@ -82,6 +86,7 @@ class Totals:
     frames_sent: int = 0
     frames_dropped: int = 0
     bytes_sent: int = 0
+    streams: int = 0  # opened
 
 
 class CapacityError(Exception):
@@ -151,6 +156,8 @@ class Registry:
         self._per_address[address] += 1
         self._empty.clear()
         token = current_connection.set(conn.id)
+        client_token = current_client.set(address)
+        self.totals_for(camera, kind).streams += 1
         started = time.monotonic()
         log.info("%s stream opened: camera=%s remote=%s", kind.value, camera, remote)
         try:
@@ -170,6 +177,7 @@ class Registry:
                 conn.frames_dropped,
                 conn.bytes_sent,
             )
+            current_client.reset(client_token)
             current_connection.reset(token)
 
     async def stop_all(self, timeout: float) -> bool:
@@ -185,9 +193,25 @@ class Registry:
 
 
 def address_of(scope: Scope) -> str:
-    """The client's address (the forwarded one behind a trusted proxy: see ``server.py``)."""
+    """What per-address limits count the client as: its :func:`address_key` (the forwarded
+    address behind a trusted proxy: see ``server.py``)."""
     client = scope.get("client")
-    return str(client[0]) if client else "unknown"
+    return address_key(str(client[0])) if client else "unknown"
+
+
+def address_key(host: str) -> str:
+    """The client address that per-address limits count by (§7): an IPv4 address as it is, an
+    IPv6 address by its /64, since one host picks its privacy addresses from a whole /64, and
+    an IPv4-mapped IPv6 address as the IPv4 address it is."""
+    try:
+        address = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 def remote_of(scope: Scope) -> str:

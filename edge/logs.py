@@ -1,29 +1,36 @@
 """Logging for an unattended device: one format, the stream's id on each line, no secrets,
 and a bounded amount of text however hostile the clients.
 
-A device logs to an SD card or a container log that nobody rotates by hand, so what a client
-can make the server write is capped: a client's fault (a malformed request, an oversized head,
-a bad WebSocket message) is one INFO line on the ``edge.client`` logger, and that logger lets
-through at most :data:`CLIENT_FAULT_BURST` lines per :data:`CLIENT_FAULT_WINDOW` seconds,
-then says how many it held back. uvicorn's own lines for the same faults are dropped in favour
-of ours (they are WARNINGs with a traceback-free but unbounded stream of text).
+A device logs to an SD card or a container log that nobody rotates by hand, so what clients
+can make the server write is capped. A client's fault (a malformed request, an oversized head,
+a failed login, a bad WebSocket message) is one INFO line on the ``edge.client`` logger, and a
+stream's opening and closing one line each on ``edge.connections``; both pass one
+:class:`ClientLogLimiter`, which lets through at most :data:`PER_CLIENT_BURST` lines per
+client address and :data:`GLOBAL_BURST` lines in all per :data:`LOG_WINDOW` seconds, and says
+on the next line it lets through how many it held back. One noisy client therefore neither
+fills the card (about 150 bytes a second at most) nor hides another client's faults. uvicorn's
+own lines for the same faults are dropped in favour of ours.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from .connections import ConnectionFilter
+from .connections import ConnectionFilter, current_client
 from .redact import SecretMasker
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(conn)s] %(message)s"
-CLIENT_FAULT_WINDOW = 10.0
-CLIENT_FAULT_BURST = 5
+LOG_WINDOW = 10.0
+PER_CLIENT_BURST = 10  # lines per client address per window
+GLOBAL_BURST = 60  # lines from all clients together per window (~1 KB/s)
+MAX_HELD_CLIENTS = 256  # addresses whose held-back lines are counted one by one; the rest together
 
 client_log = logging.getLogger("edge.client")
+stream_log = logging.getLogger("edge.connections")
 
 # uvicorn's and websockets' per-connection INFO lines: noise at 100 viewers, and they quote the
 # query string; connections.py logs one open and one close line per stream instead.
@@ -32,30 +39,56 @@ _PER_CONNECTION = ('%s - "WebSocket %s"', "connection open", "connection closed"
 _CLIENT_FAULTS = ("Invalid HTTP request received.", "Unsupported upgrade request.")
 
 
-class ClientFaultLimiter(logging.Filter):
-    """Lets at most ``burst`` records through per ``window`` seconds; counts the rest and
-    reports the count on the next record it lets through."""
+class ClientLogLimiter(logging.Filter):
+    """Lets at most ``per_client`` records per client address and ``total`` records in all
+    through per ``window`` seconds; counts the rest and reports the count on the next record
+    it lets through.
 
-    def __init__(self, window: float = CLIENT_FAULT_WINDOW, burst: int = CLIENT_FAULT_BURST) -> None:
+    A record's client is its ``client`` attribute (``extra={"client": key}``), else the client
+    of the stream being served (:data:`~edge.connections.current_client`).
+    """
+
+    def __init__(
+        self,
+        window: float = LOG_WINDOW,
+        per_client: int = PER_CLIENT_BURST,
+        total: int = GLOBAL_BURST,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__()
         self.window = window
-        self.burst = burst
+        self.per_client = per_client
+        self.total = total
+        self.clock = clock
         self._start = -window
-        self._count = 0
-        self.suppressed = 0
+        self._counts: collections.Counter[str] = collections.Counter()
+        self._let_through = 0
+        self._held: collections.Counter[str] = collections.Counter()
+        self.suppressed = 0  # held back since the last report
 
     def filter(self, record: logging.LogRecord) -> bool:
-        now = time.monotonic()
+        now = self.clock()
         if now - self._start >= self.window:
-            self._start, self._count = now, 0
-        self._count += 1
-        if self._count > self.burst:
+            self._start = now
+            self._counts.clear()
+            self._let_through = 0
+        client = str(getattr(record, "client", None) or current_client.get())
+        self._counts[client] += 1
+        if self._counts[client] > self.per_client or self._let_through >= self.total:
             self.suppressed += 1
+            if client in self._held or len(self._held) < MAX_HELD_CLIENTS:
+                self._held[client] += 1
+            else:
+                self._held["others"] += 1
             return False
+        self._let_through += 1
         if self.suppressed:
-            record.msg = f"{record.getMessage()} ({self.suppressed} more client errors not logged)"
+            ((top, n),) = self._held.most_common(1)
+            where = f"{n} from {top}" if top != "others" else f"{n} from many addresses"
+            record.msg = f"{record.getMessage()} ({self.suppressed} more client log lines not logged, {where})"
             record.args = None
             self.suppressed = 0
+            self._held.clear()
         return True
 
 
@@ -80,5 +113,7 @@ def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
     root.setLevel(level.upper())
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).setLevel(level.upper())
-    if not any(isinstance(f, ClientFaultLimiter) for f in client_log.filters):
-        client_log.addFilter(ClientFaultLimiter())
+    if not any(isinstance(f, ClientLogLimiter) for f in client_log.filters):
+        limiter = ClientLogLimiter()  # one budget per client for its faults and its streams
+        client_log.addFilter(limiter)
+        stream_log.addFilter(limiter)

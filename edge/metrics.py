@@ -62,6 +62,8 @@ class _StateCollector(Collector):
             "edge_frames_dropped", "Frames a client skipped because it was not ready.", labels=["camera", "kind"]
         )
         sent_bytes = CounterMetricFamily("edge_bytes_sent", "Frame bytes sent to clients.", labels=["camera", "kind"])
+        # Counted here because their log lines are rate-limited per client (logs.py).
+        streams = CounterMetricFamily("edge_streams_opened", "Streams opened.", labels=["camera", "kind"])
         invalid = CounterMetricFamily(
             "edge_frames_invalid", "Source frames dropped as broken, never sent.", labels=["camera", "reason"]
         )
@@ -83,7 +85,8 @@ class _StateCollector(Collector):
                 sent.add_metric([cam.name, kind.value], totals.frames_sent)
                 dropped.add_metric([cam.name, kind.value], totals.frames_dropped)
                 sent_bytes.add_metric([cam.name, kind.value], totals.bytes_sent)
+                streams.add_metric([cam.name, kind.value], totals.streams)
         clients = GaugeMetricFamily("edge_clients", "Open stream connections.", labels=["kind"])
         for kind in KINDS:
             clients.add_metric([kind.value], state.registry.count(kind))
-        yield from (captured, up, fps, sent, dropped, sent_bytes, invalid, idle, passthrough, clients)
+        yield from (captured, up, fps, sent, dropped, sent_bytes, streams, invalid, idle, passthrough, clients)

@@ -150,7 +150,7 @@ class PipeSource(Source):
         return self._proc.pid if self._proc is not None else None
 
     def _scrub(self, text: str) -> str:
-        return _mask_literals(redact_source(text), self._secrets)
+        return _mask_literals(redact_source(text), self._secrets | self.secrets)
 
     def take_discarded(self) -> int:
         """Frames the stream splitter threw away since the last call (cut short by the start of
@@ -163,7 +163,8 @@ class PipeSource(Source):
     def open(self) -> None:
         self.close()  # a reconnect always starts a new process
         try:
-            argv = shlex.split(self.command)
+            # Split before the secrets go in, so a value with a space or a quote stays one argument.
+            argv = [self.expand(arg) for arg in shlex.split(self.command)]
         except ValueError as exc:  # the config check splits it too; kept for direct use
             raise SourceError(f"pipe: cannot split the command: {exc}") from None
         if not argv:
@@ -363,7 +364,8 @@ class HttpSource(Source):
 
     def __init__(self, cam: CameraConfig, stop: threading.Event, url: str) -> None:
         super().__init__(cam, stop)
-        self.url = url
+        self.url = url  # as configured: what is shown (secret references unexpanded)
+        self._url = url  # what is fetched: the references filled in at each open
         self.mode = ""
         self._lock = threading.Lock()  # guards _sock against the stop watcher
         self._conn: http.client.HTTPConnection | None = None
@@ -388,7 +390,7 @@ class HttpSource(Source):
     def _target(self) -> tuple[bool, str, int, str, dict[str, str]]:
         """(https, host, port, path and query, extra headers) from the URL."""
         try:
-            parts = urlsplit(self.url)
+            parts = urlsplit(self._url)
             port = parts.port
         except ValueError as exc:
             raise SourceError(f"{self.description}: not a usable URL ({exc})") from None
@@ -484,7 +486,7 @@ class HttpSource(Source):
     def _status_problem(self, resp: http.client.HTTPResponse) -> str:
         # The reason phrase is the server's text: kept short, as it ends up in the status and log.
         what = f"HTTP {resp.status} {_shorten(resp.reason or '', 60)}".rstrip() + f" from {self.description}"
-        has_user = urlsplit(self.url).username is not None
+        has_user = urlsplit(self._url).username is not None
         if resp.status == 401:
             if has_user:
                 return f"{what}: check the user and password in the source URL"
@@ -500,6 +502,7 @@ class HttpSource(Source):
 
     def open(self) -> None:
         self.close()
+        self._url = self.expand(self.url)
         self._start_watcher()
         self.mode = ""
         self.pauses_when_idle = False

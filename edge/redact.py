@@ -1,17 +1,20 @@
 """Keeping secrets out of what the server shows: sources, log lines, pictures.
 
 A camera URL often carries its password (``rtsp://admin:pw@cam/``) or a token in its query
-(``?token=...``, ``&pwd=...``), and the appliance shows its sources in many places: status,
-metrics, logs, the viewer page, the "NO SIGNAL" placeholder picture. Every one of them goes
-through :func:`redact_source`. Log lines get a second net, :class:`SecretMasker`, that masks
-the literal secret values it was given wherever they turn up (an OpenCV or subprocess
-message quoting a URL, a traceback).
+(``?token=...``, ``&pwd=...``), a ``pipe:`` command its credentials (``curl -u admin:pw``), and
+the appliance shows its sources in many places: status, metrics, logs, the viewer page, the
+"NO SIGNAL" placeholder picture. Every one of them goes through :func:`redact_source`. Log
+lines get a second net, :class:`SecretMasker`, that masks the literal secret values it was
+given wherever they turn up (an OpenCV or subprocess message quoting a URL, a traceback),
+and those a source read from a secret reference when it opened (:func:`remember_secrets`).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
+import weakref
 from collections.abc import Iterable
 from urllib.parse import unquote
 
@@ -24,6 +27,15 @@ _SECRET_PARAM = re.compile(rf"(?i)(?<![A-Za-z0-9_.\-])({_NAME})=([^&;#\s'\"]*)")
 # scheme://userinfo@ : the user info is everything up to the last "@" before the path.
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/?#\s'\"]*)@")
 MIN_MASKED_LENGTH = 4  # shorter literal values would mask ordinary words in log lines
+# Credentials as command-line options (§7): curl's -u/--user USER:PASSWORD (the password part is
+# secret), and --password, --pass, --oauth2-bearer VALUE (all of it). A value may be quoted as a
+# shell would; -u may be glued to its value (curl's -uUSER:PASSWORD), but only with a colon, so
+# ffmpeg's -user_agent stays what it is.
+_OPTION = re.compile(
+    r"""(?<!\S)(?:(?P<user>--user(?:=|\s+)|-u\s+|-u(?=[^\s'"]*:))|(?P<whole>(?:--password|--pass|--oauth2-bearer)(?:=|\s+)))"""
+    r"""(?P<value>'[^']*'|"[^"]*"|[^\s'"]+)"""
+)
+_REFERENCE_ONLY = re.compile(r"^\$\{[^}]*\}$")
 # Credentials in a logged request header (the WebSocket library logs the handshake at DEBUG):
 # whatever the scheme, Basic's base64 is as good as the password itself.
 _AUTH_HEADER = re.compile(
@@ -32,16 +44,44 @@ _AUTH_HEADER = re.compile(
 
 
 def redact_source(source: str | int) -> str:
-    """The source as it may be shown: URL user info and secret parameter values as ``***``."""
+    """The source as it may be shown: URL user info, secret parameter values and credential
+    options of a command as ``***`` (a ``${...}`` reference to a secret is shown as it is)."""
     text = str(source)
     text = _USERINFO.sub(lambda m: m.group(1) + MASK + "@", text)
+    text = _OPTION.sub(_mask_option, text)
     return _SECRET_PARAM.sub(lambda m: f"{m.group(1)}={MASK}" if m.group(2) else m.group(0), text)
+
+
+def _option_secret(match: re.Match[str]) -> tuple[str, str, str, str]:
+    """(option, opening quote, value, closing quote) with ``value`` the secret part, or '' if none."""
+    raw = match.group("value")
+    quote = raw[0] if raw[0] in "'\"" else ""
+    inner = raw[1:-1] if quote else raw
+    option = match.group("user") or match.group("whole")
+    if match.group("user"):
+        user, colon, password = inner.partition(":")
+        if not colon:
+            return option, quote, "", quote  # a user name alone: nothing secret
+        option, inner = option + quote + user + colon, password
+        return option, "", inner, quote
+    return option, quote, inner, quote
+
+
+def _mask_option(match: re.Match[str]) -> str:
+    option, opening, secret, closing = _option_secret(match)
+    if not secret or _REFERENCE_ONLY.match(secret):
+        return match.group(0)
+    return f"{option}{opening}{MASK}{closing}"
 
 
 def source_secrets(source: str | int) -> set[str]:
     """The literal secret values inside a source, for :class:`SecretMasker`."""
     text = str(source)
     found: set[str] = set()
+    for match in _OPTION.finditer(text):
+        secret = _option_secret(match)[2]
+        if secret and not _REFERENCE_ONLY.match(secret):
+            found.add(secret)
     for match in _USERINFO.finditer(text):
         userinfo = match.group(2)
         found.add(userinfo)
@@ -50,6 +90,24 @@ def source_secrets(source: str | int) -> set[str]:
     for match in _SECRET_PARAM.finditer(text):
         found.update((match.group(2), unquote(match.group(2))))
     return {s for s in found if len(s) >= MIN_MASKED_LENGTH}
+
+
+_remembered: set[str] = set()
+_maskers: weakref.WeakSet[SecretMasker] = weakref.WeakSet()
+_lock = threading.Lock()
+
+
+def remember_secrets(values: Iterable[str]) -> None:
+    """Secrets learnt after start-up (a source read them from ``${...}`` references when it
+    opened, in its capture thread): every :class:`SecretMasker` masks them from now on."""
+    with _lock:
+        new = {v for v in values if len(v) >= MIN_MASKED_LENGTH} - _remembered
+        if not new:
+            return
+        _remembered.update(new)
+        maskers = list(_maskers)
+    for masker in maskers:
+        masker.refresh()
 
 
 class SecretMasker(logging.Filter):
@@ -62,10 +120,20 @@ class SecretMasker(logging.Filter):
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
         self._pattern: re.Pattern[str] | None = None
+        self._given: set[str] = set()
+        with _lock:
+            _maskers.add(self)
         self.set_secrets(secrets)
 
     def set_secrets(self, secrets: Iterable[str]) -> None:
-        values = sorted({s for s in secrets if len(s) >= MIN_MASKED_LENGTH}, key=len, reverse=True)
+        self._given = set(secrets)
+        self.refresh()
+
+    def refresh(self) -> None:
+        with _lock:
+            known = self._given | _remembered
+        values = sorted({s for s in known if len(s) >= MIN_MASKED_LENGTH}, key=len, reverse=True)
+        # One assignment: the loop thread may be using the old pattern meanwhile.
         self._pattern = re.compile("|".join(map(re.escape, values))) if values else None
 
     def filter(self, record: logging.LogRecord) -> bool:

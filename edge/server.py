@@ -19,9 +19,16 @@ corrects the uvicorn 0.54 behaviours that matter for endless streams:
   it, a stalled reader never drains, and a signal is re-raised so the exit status is
   143: streams are ended first, stalled connections are aborted, and a signal-driven
   shutdown returns normally so the process exits 0;
-* a hostile client is bounded (contract §7): httptools buffers a request head of any size and
-  uvicorn waits forever for one, so the head's size, its number of headers and the time to
-  send it are limited here, each refusal is a JSON answer and one rate-limited INFO line;
+* a hostile client is bounded (§7): httptools buffers a request head of any size and uvicorn
+  waits forever for one, so the head's size, its number of headers and the time to send it
+  (from the TCP accept, the TLS handshake included: see :meth:`EdgeServer.startup`) are
+  limited here, and so is the number of connections one address may hold open without a
+  request (:class:`PendingConnections`); each refusal is a JSON answer and one rate-limited
+  INFO line;
+* a WebSocket client's frames are counted before the websockets library parses them
+  (``wsguard.py``): a flood of pings or empty fragments is closed at its 101st frame, and once
+  a close has been sent nothing the client sends is parsed and the connection is dropped
+  within :data:`WS_CLOSE_DROP` seconds;
 * a request pipelined behind a stream made uvicorn forget the stream's cycle, so the stream
   never heard that its client left and wrote into a closed transport (an ERROR traceback).
 """
@@ -29,7 +36,9 @@ corrects the uvicorn 0.54 behaviours that matter for endless streams:
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
+import ipaddress
 import json
 import logging
 import math
@@ -37,7 +46,7 @@ import resource
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, cast
 
@@ -50,7 +59,9 @@ from uvicorn.server import ServerState
 from .access import SECURITY_HEADERS
 from .broadcast import WIRE_EXTENSION
 from .config import ServerConfig
+from .connections import address_key
 from .logs import client_log
+from .wsguard import GUARD_EXTENSION, FrameGuard
 
 log = logging.getLogger("edge.server")
 
@@ -62,12 +73,15 @@ TLS_WRITE_HIGH_WATER = 4 * 1024
 STREAM_STOP_GRACE = 1.0  # seconds streams get to end cleanly before stalled ones are aborted
 GRACEFUL_SHUTDOWN_TIMEOUT = 2
 REFUSAL_LINGER = 1.0  # seconds a refused client gets to read the answer before the connection closes
+WS_CLOSE_DROP = 0.5  # seconds a WebSocket is kept after edge sent its close (§7: dropped within 1 s)
+WS_DRAIN_LIMIT = 1 << 20  # bytes read (unparsed) from a closing WebSocket before reading stops
+TLS_SHUTDOWN_TIMEOUT = 2.0  # seconds a closing TLS connection waits for the client's close_notify
 _UNBOUNDED = 1 << 62
 
 
 @dataclass(frozen=True)
 class Limits:
-    """What one connection may cost before it has made a request (contract §7)."""
+    """What one connection may cost before it has made a request (§7)."""
 
     max_request_head: int = 64 * 1024
     max_headers: int = 100
@@ -76,6 +90,56 @@ class Limits:
     @classmethod
     def of(cls, server: ServerConfig) -> Limits:
         return cls(server.max_request_head, server.max_headers, server.request_timeout)
+
+
+@dataclass
+class PendingConnections:
+    """Connections per client address (:func:`~edge.connections.address_key`) that are waiting
+    for a request head: just accepted, or kept alive between requests. (A TLS connection counts
+    from the end of its handshake: the loop tells nobody who is handshaking; the handshake
+    itself is bounded in time by ``request_timeout``.)
+
+    Such a connection costs a descriptor and buffers and does nothing for anyone, so one address
+    may hold at most ``cap`` (0: no cap); a trusted proxy's connections are not capped (the
+    proxy speaks for many clients and sends a complete head at once).
+    """
+
+    cap: int = 0
+    trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    counts: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    def admit(self, host: str) -> str | None:
+        """Count a new connection from ``host``: its key, or ``None`` if it must be refused."""
+        key = address_key(host)
+        if self.cap and self.counts[key] >= self.cap and not self._trusted(host):
+            return None
+        self.counts[key] += 1
+        return key
+
+    def waiting(self, key: str) -> None:
+        self.counts[key] += 1
+
+    def done(self, key: str) -> None:
+        self.counts[key] -= 1
+        if self.counts[key] <= 0:
+            del self.counts[key]
+
+    def _trusted(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.trusted)
+
+    @classmethod
+    def of(cls, server: ServerConfig) -> PendingConnections:
+        trusted = tuple(ipaddress.ip_network(p, strict=False) for p in server.trusted_proxies)
+        return cls(server.max_pending_per_address, trusted)
+
+
+def _peer_host(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
 
 
 class _Refused(Exception):
@@ -198,9 +262,12 @@ def _stalled(transport: asyncio.Transport) -> bool:
 
 
 class EdgeHttpProtocol(_TellsTheWire, HttpToolsProtocol):
-    def __init__(self, *args: Any, limits: Limits = Limits(), **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, limits: Limits = Limits(), pending: PendingConnections | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits
+        self.pending = pending if pending is not None else PendingConnections()
         self._in_head = True  # between the first byte of a request and its last header line
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
@@ -208,15 +275,40 @@ class EdgeHttpProtocol(_TellsTheWire, HttpToolsProtocol):
         self._refused = False
         self._running: RequestResponseCycle | None = None  # the cycle whose ASGI task runs
         self.wire: TransportWire | None = None
+        # The loop's server builds the protocol when it accepts the TCP connection, before any
+        # TLS handshake: the first request's clock runs from here (§7).
+        self.accepted_at = self.loop.time()
+        self._pending_key: str | None = None
+        self._waiting = False  # counted in `pending`: no request head under way or answered
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.wire = TransportWire(transport)
         _limit_write_buffer(transport)
-        self._arm_head_timer()
+        key = self.pending.admit(_peer_host(transport))
+        if key is None:
+            self._refuse(
+                503,
+                f"more than {self.pending.cap} connections from this address are waiting to send a request "
+                "(server.max_pending_per_address); close some and try again",
+            )
+            return
+        self._pending_key, self._waiting = key, True
+        self._arm_head_timer(self.accepted_at + self.limits.request_timeout - self.loop.time())
+
+    def _set_waiting(self, waiting: bool) -> None:
+        key = self._pending_key
+        if key is None or waiting == self._waiting:
+            return
+        self._waiting = waiting
+        if waiting:
+            self.pending.waiting(key)
+        else:
+            self.pending.done(key)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
+        self._set_waiting(False)
         # uvicorn tells only the newest cycle; a stream with a request pipelined behind it
         # would never learn that its client left.
         for cycle in (self._running, *(queued for queued, _ in self.pipeline)):
@@ -229,6 +321,11 @@ class EdgeHttpProtocol(_TellsTheWire, HttpToolsProtocol):
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         self._running = cycle
         super()._start_asgi_task(cycle, app)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.timeout_keep_alive_task is not None:  # kept alive, waiting for the next request
+            self._set_waiting(True)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -245,7 +342,7 @@ class EdgeHttpProtocol(_TellsTheWire, HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
-        self._arm_head_timer()  # a keep-alive connection's next request: the clock starts now
+        self._arm_head_timer(self.limits.request_timeout)  # a keep-alive connection's next request
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(self.headers) >= self.limits.max_headers:
@@ -257,9 +354,9 @@ class EdgeHttpProtocol(_TellsTheWire, HttpToolsProtocol):
         # uvicorn's answer to a request httptools cannot parse (text/plain, a WARNING line).
         self._refuse(400, "malformed HTTP request")
 
-    def _arm_head_timer(self) -> None:
+    def _arm_head_timer(self, delay: float) -> None:
         if self._head_timer is None:
-            self._head_timer = self.loop.call_later(self.limits.request_timeout, self._head_timed_out)
+            self._head_timer = self.loop.call_later(max(delay, 0.0), self._head_timed_out)
 
     def _disarm_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -280,7 +377,7 @@ class EdgeHttpProtocol(_TellsTheWire, HttpToolsProtocol):
         self._refused = True
         self._disarm_head_timer()
         client = self.client[0] if self.client else "?"
-        client_log.info("%d to %s: %s", status, client, message)
+        client_log.info("%d to %s: %s", status, client, message, extra={"client": address_key(client)})
         transport = self.transport
         if transport.is_closing():
             return
@@ -306,6 +403,7 @@ class EdgeHttpProtocol(_TellsTheWire, HttpToolsProtocol):
         self._in_head = False
         self._head_bytes = 0
         self._disarm_head_timer()
+        self._set_waiting(False)
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is None or cycle.scope is not self.scope:  # a WebSocket upgrade
@@ -324,6 +422,11 @@ class EdgeHttpProtocol(_TellsTheWire, HttpToolsProtocol):
 
 
 class EdgeWebSocketProtocol(_TellsTheWire, WebSocketsSansIOProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.frame_guard = FrameGuard()
+        self._drained = 0  # bytes read, unparsed, since the close was sent
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         # Frames written past the protocol must stop at its close frame, not at the socket's.
@@ -335,6 +438,67 @@ class EdgeWebSocketProtocol(_TellsTheWire, WebSocketsSansIOProtocol):
         if scope is not None:
             extensions = cast(dict[str, Any], scope["extensions"])
             extensions[WIRE_EXTENSION] = self.wire
+            extensions[GUARD_EXTENSION] = self.frame_guard
+
+    def data_received(self, data: bytes) -> None:
+        if self.close_sent:
+            self._drain(data)
+            return
+        if not self.handshake_initiated:
+            super().data_received(data)  # the upgrade request, which uvicorn hands over whole
+            return
+        guard = self.frame_guard
+        allowed = guard.feed(data)
+        if allowed:
+            super().data_received(data if allowed == len(data) else data[:allowed])
+        if guard.violation is not None and not self.close_sent and not self.transport.is_closing():
+            code, reason = guard.violation
+            self._client_fault("closing with %d: %s", code, reason)
+            self.conn.fail(code, reason)
+            self.handle_parser_exception()
+
+    def _client_fault(self, message: str, *args: Any) -> None:
+        client = str(self.client[0]) if self.client else "?"
+        client_log.info(message, *args, extra={"client": address_key(client)})
+
+    def handle_parser_exception(self) -> None:
+        # uvicorn closes the transport at once: with unread input that is a reset, which can
+        # destroy the close frame before the client reads it. Close as after any close instead.
+        assert self.conn.close_sent is not None
+        code, reason = self.conn.close_sent.code, self.conn.close_sent.reason
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self._after_close()
+
+    def _after_close(self) -> None:
+        """Edge has sent its close: nothing the client sends is parsed any more (see
+        :meth:`_drain`), and the connection is dropped within :data:`WS_CLOSE_DROP` seconds."""
+        if self.transport.is_closing():
+            return
+        if self.transport.can_write_eof():
+            self.transport.write_eof()  # the close frame, then EOF: nothing can get lost after it
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+        self.close_timer = self.loop.call_later(WS_CLOSE_DROP, self.transport.close)
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def _drain(self, data: bytes) -> None:
+        """After the close: frames are counted by their headers only, and the connection is
+        closed as soon as the client's close has come. A client that goes on sending is closed
+        by the timer instead: closing on it now would reset the connection, and a reset can
+        destroy edge's close frame before the client has read it. Beyond
+        :data:`WS_DRAIN_LIMIT` bytes nothing more is read at all."""
+        self._drained += len(data)
+        guard = self.frame_guard
+        if guard.violation is None:
+            guard.feed(data)
+        if guard.close_seen:
+            self.transport.close()
+        elif self._drained > WS_DRAIN_LIMIT:
+            self.transport.pause_reading()
 
     def send_receive_event_to_app(self) -> None:
         # uvicorn logs a traceback at ERROR for a text message that is not UTF-8; that is the
@@ -344,7 +508,7 @@ class EdgeWebSocketProtocol(_TellsTheWire, WebSocketsSansIOProtocol):
                 b"".join(self.frames).decode()
             except UnicodeDecodeError:
                 self.frames = []
-                self.logger.info("closing with 1007: a text message was not valid UTF-8")
+                self._client_fault("closing with 1007: a text message was not valid UTF-8")
                 self.conn.fail(1007, "invalid UTF-8 in a text message")
                 self.handle_parser_exception()
                 return
@@ -363,6 +527,8 @@ class EdgeWebSocketProtocol(_TellsTheWire, WebSocketsSansIOProtocol):
             # uvicorn forgets that a denial response ends the handshake and then logs an
             # error for a 404 we sent on purpose.
             self.handshake_complete = True
+        elif message["type"] == "websocket.close" and self.close_sent and self.handshake_complete:
+            self._after_close()  # not uvicorn's 10 s wait for the client's answer
 
     def shutdown(self) -> None:
         if _stalled(self.transport):
@@ -377,13 +543,32 @@ class EdgeServer(uvicorn.Server):
         config: uvicorn.Config,
         stop_streams: Callable[[float], Awaitable[bool]],
         on_started: Callable[[], None],
+        limits: Limits = Limits(),
     ) -> None:
         super().__init__(config)
         self._stop_streams = stop_streams
         self._on_started = on_started
+        self._limits = limits
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
+        loop = asyncio.get_running_loop()
+        create_server = loop.create_server
+
+        async def create_tls_server(*args: Any, **kwargs: Any) -> asyncio.Server:
+            # uvicorn leaves the loop's TLS handshake timeout (60 s), while §7 wants
+            # request_timeout from the TCP accept, the handshake included (the protocol's head
+            # timer gets what the handshake left); and a closing TLS connection waits 30 s for
+            # the client's close_notify unless told otherwise.
+            if kwargs.get("ssl") is not None:
+                kwargs.setdefault("ssl_handshake_timeout", self._limits.request_timeout)
+                kwargs.setdefault("ssl_shutdown_timeout", TLS_SHUTDOWN_TIMEOUT)
+            return await create_server(*args, **kwargs)
+
+        loop.create_server = create_tls_server  # type: ignore[method-assign]
+        try:
+            await super().startup(sockets)
+        finally:
+            del loop.create_server  # the loop's own method again
         if self.started:
             self._on_started()
 
@@ -405,9 +590,10 @@ class EdgeServer(uvicorn.Server):
 
 def uvicorn_config(app: Any, server: ServerConfig) -> uvicorn.Config:
     tls = server.tls
+    limits, pending = Limits.of(server), PendingConnections.of(server)
     return uvicorn.Config(
         app,
-        http=functools.partial(EdgeHttpProtocol, limits=Limits.of(server)),  # type: ignore[arg-type]
+        http=functools.partial(EdgeHttpProtocol, limits=limits, pending=pending),  # type: ignore[arg-type]
         ws=EdgeWebSocketProtocol,
         ws_per_message_deflate=False,  # JPEGs do not compress; deflate only burns CPU
         ws_max_size=64 * 1024,  # client messages are small JSON
@@ -440,8 +626,8 @@ class AdapterError(Exception):
 _NEEDED = {
     "HttpToolsProtocol": (
         "connection_made connection_lost data_received on_message_begin on_header on_headers_complete "
-        "send_400_response _start_asgi_task pause_writing resume_writing shutdown "
-        "flow cycle pipeline scope headers transport client server_state loop"
+        "on_response_complete send_400_response _start_asgi_task pause_writing resume_writing shutdown "
+        "flow cycle pipeline scope headers transport client server_state loop timeout_keep_alive_task"
     ),
     "FlowControl": "write_paused drain pause_writing resume_writing",
     "RequestResponseCycle": (
@@ -449,10 +635,11 @@ _NEEDED = {
         "disconnected message_event scope"
     ),
     "WebSocketsSansIOProtocol": (
-        "connection_made handle_connect send_receive_event_to_app handle_parser_exception send shutdown "
-        "pause_writing resume_writing writable conn close_sent handshake_complete curr_msg_data_type frames "
-        "transport logger"
+        "connection_made data_received handle_connect send_receive_event_to_app handle_parser_exception send "
+        "shutdown pause_writing resume_writing writable conn close_sent handshake_complete handshake_initiated "
+        "curr_msg_data_type frames transport queue close_timer read_paused loop client"
     ),
+    "ServerProtocol": "fail close_sent data_to_send",  # the websockets library's, below uvicorn's
     "Server": "handle_exit startup shutdown should_exit _captured_signals",
 }
 
@@ -499,6 +686,7 @@ def check_uvicorn(app: Any = None) -> None:
             "WebSocketsSansIOProtocol": WebSocketsSansIOProtocol(config, state, {}, _loop=http.loop),
             "Server": uvicorn.Server(config),
         }
+        objects["ServerProtocol"] = cast(WebSocketsSansIOProtocol, objects["WebSocketsSansIOProtocol"]).conn
     finally:
         http.loop.close()
     _check_objects(objects)

@@ -25,7 +25,8 @@ import numpy as np
 
 from .config import PIPE_PREFIX, CameraConfig
 from .devices import why_not_open
-from .redact import redact_source
+from .redact import redact_source, remember_secrets
+from .references import SecretReferenceError, expand
 
 log = logging.getLogger("edge.sources")
 # OpenCV prints its own warnings straight to stderr; our log says what matters.
@@ -66,10 +67,22 @@ class Source(ABC):
         # A source that neither delivers nor fails for this long has stalled (a hung USB camera,
         # a producer that stopped writing, a stream gone quiet): treated like a failure.
         self.stall_timeout = max(2.0, 3.0 / cam.fps)
+        self.secrets: set[str] = set()  # values read from ${...} references (never shown)
 
     @property
     def description(self) -> str:
         return self.kind
+
+    def expand(self, text: str) -> str:
+        """``text`` with its ``${...}`` secret references filled in. Read at every open, so a
+        rotated secret counts from the next reconnect; the values go to the log's masker."""
+        try:
+            expanded = expand(text)
+        except SecretReferenceError as exc:
+            raise SourceError(str(exc)) from None
+        self.secrets.update(expanded.secrets)
+        remember_secrets(expanded.secrets)
+        return expanded.text
 
     @abstractmethod
     def open(self) -> None: ...
@@ -222,13 +235,14 @@ class OpenCVSource(Source):
         # Bounded reads: a device or a stream that goes quiet must turn into a reconnect,
         # not a capture thread blocked for ever.
         read_ms = int(self.stall_timeout * 1000)
+        target = self.target if isinstance(self.target, int) else self.expand(self.target)
         if self.kind == "device":
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, read_ms]
-            return cv2.VideoCapture(device_index(self.target), cv2.CAP_V4L2, params)
+            return cv2.VideoCapture(device_index(target), cv2.CAP_V4L2, params)
         if self.kind == "url":
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, read_ms]
-            return cv2.VideoCapture(str(self.target), cv2.CAP_FFMPEG, params)
-        return cv2.VideoCapture(str(self.target), cv2.CAP_FFMPEG)
+            return cv2.VideoCapture(str(target), cv2.CAP_FFMPEG, params)
+        return cv2.VideoCapture(str(target), cv2.CAP_FFMPEG)
 
     def _configure_device(self, cap: cv2.VideoCapture) -> None:
         # MJPG lets USB 2 cameras reach 640x480@30 and beyond; YUYV often cannot.

@@ -3,13 +3,13 @@
 Frames go out from the camera's broadcast as complete server-to-client binary messages,
 framed here once per frame for every WebSocket viewer: the header (FIN + binary opcode and
 the payload length; server frames are not masked), then 8 bytes of sequence number, 8 of
-capture time, and the JPEG. The connection's task only reads: settings and acks, answers to
-malformed messages, and flood policing.
+capture time, and the JPEG. The connection's task only reads: settings and acks, and answers
+to malformed messages. Floods are closed below it, frame by frame, before any parsing
+(``wsguard.py``, fed by ``server.py``); the task credits back one ack per frame sent.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import struct
@@ -27,10 +27,10 @@ from .logs import client_log
 from .slot import Frame, Framing
 from .state import Camera, EdgeState
 from .stream import GONE, Ending, Stream
+from .wsguard import GUARD_EXTENSION, FrameGuard
 
 log = logging.getLogger("edge.websocket")
 
-FLOOD_LIMIT = 100  # client messages per second, not counting one ack per frame sent
 CLOSE_TIMEOUT = 2.0
 _PREFIX = struct.Struct(">Qd")
 _BINARY = 0x82  # FIN + opcode 2
@@ -70,8 +70,8 @@ class WebSocketStream(Stream):
         self.conn: Connection | None = None
         self.sub: Subscriber | None = None
         self.last_free_ack = 0  # seq of the last ack let through without counting
-        self.window_start = 0.0
-        self.window_count = 0
+        guard = websocket.scope.get("extensions", {}).get(GUARD_EXTENSION)
+        self.guard: FrameGuard | None = guard
 
     async def refuse(self, message: str) -> None:
         await self.ws.accept()
@@ -123,27 +123,22 @@ class WebSocketStream(Stream):
         if received.get("bytes") is not None:
             raise PolicyViolation("binary messages are not accepted")
         msg, error = parse_message(received.get("text") or "")
-        is_ack = msg is not None and msg.get("type") == "ack" and error is None
-        self._police_rate(ack_seq=msg["seq"] if is_ack and msg is not None else None)
+        if msg is not None and error is None and msg["type"] == "ack":
+            self._free_ack(msg["seq"])
         if error is None and msg is not None:
             error = self._apply_settings(msg) if msg["type"] == "settings" else self._apply_ack(msg)
         if error:
             client_log.info("client message rejected: %s", error)
             await self.ws.send_text(json.dumps({"type": "error", "message": error}))
 
-    def _police_rate(self, ack_seq: int | None) -> None:
-        """Close floods. An ack of a frame sent since the last free ack does not count, so a
-        client gets one free ack per frame sent, and never a stock of them to flood with."""
+    def _free_ack(self, seq: int) -> None:
+        """An ack of a frame sent since the last free ack does not count toward the flood limit,
+        so a client gets one free ack per frame sent, and never a stock of them to flood with."""
         assert self.conn is not None
-        if ack_seq is not None and self.last_free_ack < ack_seq <= self.conn.last_seq:
-            self.last_free_ack = ack_seq
-            return
-        now = asyncio.get_running_loop().time()
-        if now - self.window_start >= 1.0:
-            self.window_start, self.window_count = now, 0
-        self.window_count += 1
-        if self.window_count > FLOOD_LIMIT:
-            raise PolicyViolation(f"more than {FLOOD_LIMIT} messages per second")
+        if self.last_free_ack < seq <= self.conn.last_seq:
+            self.last_free_ack = seq
+            if self.guard is not None:
+                self.guard.refund()
 
     def _apply_ack(self, msg: dict[str, Any]) -> str | None:
         conn, sub = self.conn, self.sub

@@ -17,6 +17,7 @@ import pytest
 
 from tests.support.config import virtual_cam, write_config
 from tests.support.process import EdgeServer, StartServer
+from tests.support.sockets import fresh_loopback_address
 
 
 @pytest.fixture
@@ -42,6 +43,13 @@ def server(start_module_server: StartServer) -> EdgeServer:
         cameras=[virtual_cam("cam0", 640, 480, 30, 80)],
         server={"max_clients": 64},
     )
+
+
+@pytest.fixture
+def client_address() -> str:
+    """A loopback address of the test's own to connect from: a client of its own to the server's
+    per-address limits (`tests.support.sockets.fresh_loopback_address`)."""
+    return fresh_loopback_address()
 
 
 @pytest.fixture

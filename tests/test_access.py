@@ -107,10 +107,11 @@ def read_body(sock: socket.socket, head: HttpHead, rest: bytes, limit: int = 1 <
 
 
 def raw_request(
-    srv: EdgeServer, method: str, path: str, headers: dict[str, str] | None = None
+    srv: EdgeServer, method: str, path: str, headers: dict[str, str] | None = None, source: str | None = None
 ) -> tuple[HttpHead, bytes]:
-    """One request on a fresh connection; the answer's head and (non-streaming) body."""
-    sock = open_socket(srv.host, srv.port)
+    """One request on a fresh connection (from `source`, another loopback address); the answer's
+    head and (non-streaming) body."""
+    sock = open_socket(srv.host, srv.port, source_ip=source)
     try:
         sock.sendall(request_lines(method, srv.host, srv.port, path, headers))
         head, rest = read_http_head(sock)
@@ -121,10 +122,12 @@ def raw_request(
         close_socket(sock)
 
 
-def raw_ws_upgrade(srv: EdgeServer, path: str = "/ws", headers: dict[str, str] | None = None) -> tuple[HttpHead, bytes]:
+def raw_ws_upgrade(
+    srv: EdgeServer, path: str = "/ws", headers: dict[str, str] | None = None, source: str | None = None
+) -> tuple[HttpHead, bytes]:
     """A WebSocket handshake on a raw socket; the answer's head and, for a denial, its body."""
     upgrade = {**upgrade_headers(new_key()), **(headers or {})}
-    sock = open_socket(srv.host, srv.port)
+    sock = open_socket(srv.host, srv.port, source_ip=source)
     try:
         sock.sendall(request_lines("GET", srv.host, srv.port, path, upgrade))
         head, rest = read_http_head(sock)
@@ -134,8 +137,12 @@ def raw_ws_upgrade(srv: EdgeServer, path: str = "/ws", headers: dict[str, str] |
         close_socket(sock)
 
 
-def get(url: str, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
-    """GET that also works on stream URLs: the body is read unless it is a multipart stream."""
+def get(url: str, headers: dict[str, str] | None = None, source: str | None = None, **kwargs: Any) -> httpx.Response:
+    """GET that also works on stream URLs: the body is read unless it is a multipart stream.
+
+    `source`: connect from that loopback address (a client of its own for the guessing limit)."""
+    if source is not None:
+        kwargs["transport"] = httpx.HTTPTransport(local_address=source, verify=kwargs.pop("verify", True))
     with httpx.Client(timeout=10, trust_env=False, **kwargs) as client, client.stream("GET", url, headers=headers) as r:
         if not (r.headers.get("content-type") or "").startswith("multipart/"):
             r.read()
@@ -175,8 +182,10 @@ async def ws_hello_and_frame(url: str, **kwargs: Any) -> tuple[dict[str, Any], W
                     return hello, frame
 
 
-async def ws_refused(url: str, **kwargs: Any) -> Any:
+async def ws_refused(url: str, source: str | None = None, **kwargs: Any) -> Any:
     """The handshake must be refused with an HTTP answer; returns that response."""
+    if source is not None:
+        kwargs["local_addr"] = (source, 0)
     with pytest.raises(InvalidStatus) as info:
         async with connect_ws(url, **kwargs):
             pass
@@ -186,6 +195,14 @@ async def ws_refused(url: str, **kwargs: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 # Servers
 # --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def guesser(client_address: str) -> str:
+    """A loopback address of this test's own for a test that presents wrong credentials: more
+    than 10 of them from one address within 60 s get it refused with 429 (§7), which the
+    module's other tests, all from 127.0.0.1, must not inherit."""
+    return client_address
 
 
 @pytest.fixture(scope="module")
@@ -319,8 +336,8 @@ WRONG_AUTHORIZATION = {
 
 
 @pytest.mark.parametrize("authorization", list(WRONG_AUTHORIZATION.values()), ids=list(WRONG_AUTHORIZATION))
-def test_bad_credentials_get_401(auth_srv: EdgeServer, authorization: str) -> None:
-    assert_401(get(auth_srv.url + "/api/status", {"Authorization": authorization}))
+def test_bad_credentials_get_401(auth_srv: EdgeServer, authorization: str, guesser: str) -> None:
+    assert_401(get(auth_srv.url + "/api/status", {"Authorization": authorization}, source=guesser))
 
 
 PROTECTED_PATHS = [
@@ -372,6 +389,43 @@ def test_health_and_static_stay_open(auth_srv: EdgeServer, path: str, content_ty
     assert r.headers["content-type"].split(";")[0] in (content_type, "application/javascript"), r.headers
 
 
+# Paths that start like an open one but are not one: matching the open paths by prefix
+# ("/healthz*", "/static*" without its slash) would let them skip the Host check and the login.
+LOOK_ALIKE_PATHS = [
+    "/healthzX",
+    "/healthz/",
+    "/healthz/../api/status",
+    "/readyz/anything",
+    "/readyzz",
+    "/staticfoo",
+    "/static",
+    "/static..%2fapi/status",
+    "/Healthz",
+    "//healthz",
+]
+
+
+@pytest.mark.parametrize("path", LOOK_ALIKE_PATHS)
+def test_look_alike_paths_are_not_open(auth_srv: EdgeServer, path: str) -> None:
+    head, body = raw_request(auth_srv, "GET", path)
+    assert head.status == 401, (path, head.raw)
+    assert head.get("WWW-Authenticate") == REALM, head.raw
+
+
+@pytest.mark.parametrize("path", LOOK_ALIKE_PATHS)
+def test_look_alike_paths_get_the_host_check(auth_srv: EdgeServer, path: str) -> None:
+    head, body = raw_request(auth_srv, "GET", path, {"Host": f"{EVIL_HOST}:{auth_srv.port}", **GOOD_AUTH})
+    assert head.status == 400, (path, head.raw)
+    assert "allowed_hosts" in json.loads(body)["error"]
+
+
+def test_the_open_paths_themselves_skip_the_host_check(auth_srv: EdgeServer) -> None:
+    """A container health check may use any name: the real open paths answer whatever the Host."""
+    for path in ("/healthz", "/readyz", "/static/viewer.js"):
+        head, _ = raw_request(auth_srv, "GET", path, {"Host": EVIL_HOST})
+        assert head.status in (200, 503), (path, head.raw)  # /readyz may be 503 at start-up
+
+
 async def test_ws_without_credentials_is_refused_401_raw(auth_srv: EdgeServer) -> None:
     """The denial is a real HTTP answer to the handshake: status line, realm header, JSON."""
     head, body = await asyncio.to_thread(raw_ws_upgrade, auth_srv, "/ws")
@@ -386,9 +440,11 @@ async def test_ws_without_credentials_is_refused_401_raw(auth_srv: EdgeServer) -
     [{}, {"Authorization": basic(USER, "wrong")}, {"Authorization": "Basic %%%"}],
     ids=["none", "wrong-password", "malformed"],
 )
-async def test_ws_with_bad_credentials_is_refused_401(auth_srv: EdgeServer, headers: dict[str, str]) -> None:
+async def test_ws_with_bad_credentials_is_refused_401(
+    auth_srv: EdgeServer, headers: dict[str, str], guesser: str
+) -> None:
     for path in ("/ws", "/cameras/cam0/ws"):
-        response = await ws_refused(auth_srv.ws_url + path, additional_headers=headers)
+        response = await ws_refused(auth_srv.ws_url + path, guesser, additional_headers=headers)
         assert response.status_code == 401, (path, response.status_code)
         assert response.headers.get("WWW-Authenticate") == REALM
         assert "authentication required" in json.loads(response.body)["error"]
@@ -407,13 +463,14 @@ async def test_ws_origin_is_checked_even_with_credentials(auth_srv: EdgeServer) 
     assert response.status_code == 403
 
 
-def test_password_never_shown(auth_srv: EdgeServer) -> None:
+def test_password_never_shown(auth_srv: EdgeServer, guesser: str) -> None:
     """After requests carrying the password (good and bad), it is in no log line, status or metrics."""
     b64 = GOOD_AUTH["Authorization"].split(" ", 1)[1]
     with open_mjpeg(auth_srv, "/stream", GOOD_AUTH) as s:
         s.read_part()
         status_during = get(auth_srv.url + "/api/status", GOOD_AUTH).text
-    assert get(auth_srv.url + "/api/status", {"Authorization": basic(PASSWORD, PASSWORD + "!")}).status_code == 401
+    wrong = {"Authorization": basic(PASSWORD, PASSWORD + "!")}
+    assert get(auth_srv.url + "/api/status", wrong, source=guesser).status_code == 401
     assert get(auth_srv.url + f"/api/status?password={PASSWORD}").status_code == 401
     wait_status_with(auth_srv, GOOD_AUTH, lambda st: not all_clients(st))
     texts = {
@@ -528,8 +585,8 @@ BAD_TOKEN_QUERIES = {
 
 @pytest.mark.parametrize("query", list(BAD_TOKEN_QUERIES.values()), ids=list(BAD_TOKEN_QUERIES))
 @pytest.mark.parametrize("path", ["/", "/snapshot", "/stream", "/api/status", "/metrics"])
-def test_bad_token_gets_401(token_srv: EdgeServer, path: str, query: str) -> None:
-    assert_401(get(token_srv.url + path + (f"?{query}" if query else "")))
+def test_bad_token_gets_401(token_srv: EdgeServer, path: str, query: str, guesser: str) -> None:
+    assert_401(get(token_srv.url + path + (f"?{query}" if query else ""), source=guesser))
 
 
 def test_basic_header_does_not_work_without_auth(token_srv: EdgeServer) -> None:
@@ -538,14 +595,14 @@ def test_basic_header_does_not_work_without_auth(token_srv: EdgeServer) -> None:
         assert_401(get(token_srv.url + "/api/status", {"Authorization": creds}))
 
 
-async def test_ws_with_bad_token_is_refused_401(token_srv: EdgeServer) -> None:
+async def test_ws_with_bad_token_is_refused_401(token_srv: EdgeServer, guesser: str) -> None:
     for path in ("/ws", f"/ws?token={TOKEN1}x", f"/cameras/cam0/ws?token={TOKEN2[:-2]}"):
-        response = await ws_refused(token_srv.ws_url + path)
+        response = await ws_refused(token_srv.ws_url + path, guesser)
         assert response.status_code == 401, path
         assert response.headers.get("WWW-Authenticate") == REALM
 
 
-async def test_tokens_never_shown(token_srv: EdgeServer) -> None:
+async def test_tokens_never_shown(token_srv: EdgeServer, guesser: str) -> None:
     """Tokens travel in URLs, which servers like to log: after a stream, a WebSocket upgrade and
     status/metrics requests carrying them (and near misses), no log line, status or metrics
     text contains one, not even while the token-carrying connections are listed."""
@@ -564,7 +621,7 @@ async def test_tokens_never_shown(token_srv: EdgeServer) -> None:
     finally:
         mj.close()
     for query in (f"token={TOKEN1}x", f"token={TOKEN2[:-1]}", f"token={TOKEN1}&x={TOKEN2}"):
-        await asyncio.to_thread(get, token_srv.url + f"/api/status?{query}")
+        await asyncio.to_thread(get, token_srv.url + f"/api/status?{query}", None, guesser)
     await asyncio.to_thread(raw_ws_upgrade, token_srv, f"/nope?token={TOKEN1}")
     await asyncio.to_thread(raw_request, token_srv, "POST", f"/api/status?token={TOKEN1}")
     await asyncio.to_thread(wait_status_with, token_srv, {}, lambda st: not all_clients(st), f"?token={TOKEN1}")

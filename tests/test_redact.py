@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 import pytest
 from _pytest.mark import ParameterSet
 
-from edge.redact import SecretMasker, redact_source, source_secrets
+from edge.redact import SecretMasker, redact_source, remember_secrets, source_secrets
 
 SECRET_NAMES = ("password", "pass", "pwd", "token", "key", "secret", "auth", "signature")
 
@@ -116,6 +116,26 @@ PIPE_CASES = [
         ["b1b2b3", "K3Y12345abc"],
         id="pipe-quoted-url",
     ),
+    # Credentials as command-line options (§7): -u/--user USER:PASSWORD, --password/--pass/--oauth2-bearer VALUE.
+    pytest.param(
+        "pipe:curl -s -u admin:hunter2pass http://cam.local/video.mjpg",
+        "pipe:curl -s -u admin:*** http://cam.local/video.mjpg",
+        ["hunter2pass"],
+        id="pipe-curl-u",
+    ),
+    pytest.param("pipe:curl -uadmin:hunter2pass x", "pipe:curl -uadmin:*** x", ["hunter2pass"], id="pipe-curl-u-glued"),
+    pytest.param(
+        "pipe:curl --user=admin:hunter2pass x", "pipe:curl --user=admin:*** x", ["hunter2pass"], id="pipe-user-equals"
+    ),
+    pytest.param(
+        "pipe:curl --user 'admin:my secret' x", "pipe:curl --user 'admin:***' x", ["my secret"], id="pipe-user-quoted"
+    ),
+    pytest.param(
+        'pipe:tool --password "s3cret pw" --pass k3yphrase --oauth2-bearer eyJhbGciOi.x.y -o -',
+        'pipe:tool --password "***" --pass *** --oauth2-bearer *** -o -',
+        ["s3cret pw", "k3yphrase", "eyJhbGciOi.x.y"],
+        id="pipe-whole-value-options",
+    ),
 ]
 
 UNCHANGED = [
@@ -128,6 +148,10 @@ UNCHANGED = [
     "http://192.168.1.20/mjpg/video.mjpg?resolution=640x480&fps=15",
     "http://cam.local/?token=",  # nothing to hide
     "pipe:ffmpeg -f v4l2 -input_format mjpeg -i /dev/video0 -c:v copy -f mjpeg -",
+    "pipe:ffmpeg -user_agent edge -i http://cam.local/v -f mjpeg -",  # -user_agent is no -u
+    "pipe:curl -u admin http://cam.local/v",  # a user name alone: curl asks for the password
+    "pipe:curl -u admin:${CAM_PASSWORD} http://cam.local/v",  # a reference is shown, not a secret
+    "pipe:curl --password ${file:/run/secrets/cam} http://cam.local/v",
 ]
 
 
@@ -294,3 +318,17 @@ def test_secret_masker_set_secrets_replaces_the_list(
     masker.set_secrets(["n3wS3cr3t"])
     logger.info("old %s new %s", "hunter2", "n3wS3cr3t")
     assert out.getvalue().strip().endswith("old hunter2 new ***")
+
+
+def test_secrets_remembered_later_are_masked_by_every_masker(
+    masked_log: tuple[logging.Logger, io.StringIO, SecretMasker],
+) -> None:
+    """A source reads its ${...} references when it opens, in its capture thread, after logging
+    was set up: from then on the values are masked like the configured ones."""
+    logger, out, _ = masked_log
+    logger.warning("before: s3cr3t-from-a-file")
+    remember_secrets(["s3cr3t-from-a-file", "abc"])  # too short to mask safely: ignored
+    logger.warning("after: s3cr3t-from-a-file and abc")
+    lines = out.getvalue().splitlines()
+    assert "s3cr3t-from-a-file" in lines[0]
+    assert lines[1].endswith("after: *** and abc"), lines[1]

@@ -1,6 +1,8 @@
 """Camera credentials never leave the server (CONTRACT §7): a source's URL user info and secret
 query parameters are `***` in /api/status, /metrics, every log line (start-up line included), the
-page's data and the NO SIGNAL placeholder picture.
+page's data and the NO SIGNAL placeholder picture; so are credential options of a `pipe:`
+command (`-u USER:PASSWORD`, `--password`), and a secret can stay out of the config altogether
+as a `${NAME}` or `${file:PATH}` reference, filled in when the source opens and shown as written.
 
 The cameras point at 127.0.0.1:9, where nothing listens: they go to `reconnecting` at once and
 serve the placeholder, whose picture carries the reason text.  OCR is not available, so the
@@ -13,8 +15,11 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -23,11 +28,12 @@ import pytest
 
 from edge import capture as capture_module
 from edge.capture import Capture
-from edge.config import CameraConfig
-from edge.sources import make_placeholder
+from edge.config import CameraConfig, ConfigError, parse_config
+from edge.sources import SourceError, make_placeholder
+from tests.support.config import write_config
 from tests.support.http import fetch
 from tests.support.jpeg import decode_jpeg
-from tests.support.process import EdgeServer, StartServer
+from tests.support.process import EdgeServer, StartServer, run_until_exit
 from tests.support.status import camera_status, wait_all_cameras
 from tests.support.waiting import wait_for
 from tests.support.websocket import RawWebSocket
@@ -203,3 +209,118 @@ def test_capture_draws_the_placeholder_from_the_redacted_source(monkeypatch: pyt
         cap.join(5)
     assert drawn and all(not leaked(r) for r in drawn), f"placeholder reasons: {drawn}"
     assert any(SHOWN in r for r in drawn), f"placeholder reasons: {drawn}"
+
+
+# --------------------------------------------------------------------------------------------
+# Secrets in pipe: commands, and kept out of the config with ${NAME} and ${file:PATH}
+# --------------------------------------------------------------------------------------------
+
+PRODUCER = Path(__file__).resolve().parent / "producers" / "mjpeg_producer.py"
+CURL_PASSWORD = "hunter2pass"
+ENV_NAME, ENV_SECRET = "EDGE_TEST_CAMERA_PASSWORD", "env-secret-value-42"
+FILE_SECRET = "file-secret-value-43"
+PIPE_SECRETS = (CURL_PASSWORD, ENV_SECRET, FILE_SECRET)
+
+
+def producer(events: Path, *credentials: str) -> str:
+    """A pipe: source running the test producer with curl-like credential options; it writes
+    what it received to `events` and, like a chatty program, quotes it on stderr too."""
+    base = [sys.executable, str(PRODUCER), str(events), "good", "--fps", "10", "--echo-credentials"]
+    return "pipe:" + shlex.join([*base, *credentials])
+
+
+def received_credentials(events: Path) -> str:
+    def line() -> str | None:
+        text = events.read_text() if events.exists() else ""
+        return next((ln.split(" ", 3)[3] for ln in text.splitlines() if ln.startswith("credentials ")), None)
+
+    return wait_for(line, 10, 0.05, f"the producer's credentials event in {events}")
+
+
+@pytest.fixture(scope="module")
+def pipe_srv(start_module_server: StartServer, tmp_path_factory: pytest.TempPathFactory) -> tuple[EdgeServer, Path]:
+    d = tmp_path_factory.mktemp("pipe-secrets")
+    (d / "camera_password").write_text(FILE_SECRET + "\n")
+    cameras = [
+        {"name": "curl", "source": producer(d / "curl.events", "-u", f"admin:{CURL_PASSWORD}")},
+        {"name": "env", "source": producer(d / "env.events", "--password", "${" + ENV_NAME + "}")},
+        {"name": "file", "source": producer(d / "file.events", "-u", f"admin:${{file:{d / 'camera_password'}}}")},
+        {"name": "literal", "source": producer(d / "literal.events", "-u", "lit:$${NOT_A_REFERENCE}")},
+    ]
+    for cam in cameras:
+        cam.update(width=320, height=240, fps=10, idle_after=0)
+    # At debug level: the producer's stderr (which quotes the credentials) is logged line by line.
+    srv = start_module_server(cameras=cameras, log_level="debug", env_extra={ENV_NAME: ENV_SECRET})
+    wait_all_cameras(srv, "streaming", 20)
+    return srv, d
+
+
+def test_pipe_credentials_are_masked_in_status_and_log(pipe_srv: tuple[EdgeServer, Path]) -> None:
+    srv, d = pipe_srv
+    assert received_credentials(d / "curl.events") == f"user=admin:{CURL_PASSWORD} password=None"
+    cam = camera_status(fetch(srv.url + "/api/status").json(), "curl")
+    assert cam["configured_source"].endswith("--echo-credentials -u admin:***"), cam["configured_source"]
+    assert CURL_PASSWORD not in cam["source"]  # shortened for display, masked all the same
+    wait_for(lambda: "logging in as admin" in srv.log_text(), 10, 0.05, "the producer's stderr line")
+    log = srv.log_text()
+    assert CURL_PASSWORD not in log, [ln for ln in log.splitlines() if CURL_PASSWORD in ln]
+
+
+def test_secret_references_are_filled_in_and_shown_as_written(pipe_srv: tuple[EdgeServer, Path]) -> None:
+    """${NAME} and ${file:PATH} reach the producer as their values; status and log show the
+    reference (never the value); $${ is a literal ${."""
+    srv, d = pipe_srv
+    assert received_credentials(d / "env.events") == f"user=None password={ENV_SECRET}"
+    assert received_credentials(d / "file.events") == f"user=admin:{FILE_SECRET} password=None"
+    assert received_credentials(d / "literal.events") == "user=lit:${NOT_A_REFERENCE} password=None"
+    status_text = fetch(srv.url + "/api/status").body.decode()  # type: ignore[union-attr]
+    status = json.loads(status_text)
+    assert "${" + ENV_NAME + "}" in camera_status(status, "env")["configured_source"]
+    assert "${file:" in camera_status(status, "file")["configured_source"]
+    metrics = fetch(srv.url + "/metrics").body.decode()  # type: ignore[union-attr]
+    wait_for(lambda: srv.log_text().count("logging in as") >= 4, 10, 0.05, "every producer's stderr line")
+    for where, text in (("status", status_text), ("metrics", metrics), ("log", srv.log_text())):
+        for secret in PIPE_SECRETS:
+            assert secret not in text, f"{secret} appears in the {where}"
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("pipe:curl -u admin:${EDGE_TEST_SURELY_UNSET_VAR} http://cam/", "EDGE_TEST_SURELY_UNSET_VAR is not set"),
+        ("rtsp://admin:${file:/nonexistent/secret}@cam/live", "cannot read the secret file /nonexistent/secret"),
+        ("pipe:curl -u admin:${CAM http://cam/", "without its closing }"),
+        ("pipe:curl -u admin:${1abc} http://cam/", "neither an environment variable name nor file:PATH"),
+        ("pipe:curl -u admin:${file:} http://cam/", "needs a path"),
+    ],
+)
+def test_bad_secret_references_are_config_errors(source: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"cameras": [{"name": "cam0", "source": source}]}, "edge.yaml")
+    assert info.value.key == "cameras[0].source"
+    assert message in info.value.message, info.value.message
+
+
+def test_an_unset_reference_exits_2_naming_the_key(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "edge.yaml", [{"name": "cam0", "source": "pipe:curl -u a:${EDGE_NOPE_42} x"}])
+    rc, log = run_until_exit(config)
+    assert rc == 2, log
+    assert "cameras[0].source" in log and "EDGE_NOPE_42 is not set" in log, log
+    assert "Traceback" not in log
+
+
+def test_a_secret_file_is_read_again_when_the_source_reopens(tmp_path: Path) -> None:
+    """Docker and systemd rotate secrets by replacing the file: the next open uses the new value."""
+    secret = tmp_path / "pw"
+    secret.write_text("first-value-1234")
+    cam = CameraConfig(name="cam0", source=f"pipe:true --password ${{file:{secret}}}")
+    from edge.mjpeg_sources import PipeSource
+
+    source = PipeSource(cam, threading.Event(), str(cam.source)[len("pipe:") :])
+    assert source.expand(f"${{file:{secret}}}") == "first-value-1234"
+    secret.write_text("second-value-5678\n")
+    assert source.expand(f"${{file:{secret}}}") == "second-value-5678"
+    assert source.secrets == {"first-value-1234", "second-value-5678"}
+    secret.unlink()
+    with pytest.raises(SourceError, match="cannot read the secret file"):
+        source.expand(f"${{file:{secret}}}")

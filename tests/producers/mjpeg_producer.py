@@ -3,9 +3,11 @@
 Run with the test interpreter (it needs OpenCV to make its frames):
 
     python mjpeg_producer.py EVENTS MODE [--fps F] [--size WxH] [--good N] [--message TEXT]
-                             [--ignore-term] [--grandchild]
+                             [--ignore-term] [--grandchild] [-u USER:PASSWORD] [--password P]
 
 ``--ignore-term`` makes it stubborn: it ignores SIGTERM and keeps running when its stdout is closed.
+``-u USER:PASSWORD`` / ``--password P`` are logged as a ``credentials`` event (``--echo-credentials``
+also quotes them on stderr, as a chatty producer would).
 
 EVENTS is a file the producer appends one line to per event, ``<event> <pid> <unix time> [detail]``:
 ``start`` when it starts, ``child`` with the pid of a grandchild it started (``--grandchild``),
@@ -112,11 +114,20 @@ def main() -> None:
     ap.add_argument("--message", default="producer: no camera found (simulated)")
     ap.add_argument("--ignore-term", action="store_true")
     ap.add_argument("--grandchild", action="store_true")
+    # Credentials as curl takes them, to test that edge masks them and fills in secret references:
+    # logged as a `credentials` event, and (with --echo-credentials) quoted on stderr as well.
+    ap.add_argument("-u", "--user", default=None)
+    ap.add_argument("--password", default=None)
+    ap.add_argument("--echo-credentials", action="store_true")
     args = ap.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     if args.ignore_term:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     log_event(args.events, "start")
+    if args.user is not None or args.password is not None:
+        log_event(args.events, "credentials", f"user={args.user} password={args.password}")
+        if args.echo_credentials:
+            print(f"producer: logging in as {args.user} with {args.password}", file=sys.stderr, flush=True)
     if args.grandchild:
         # Something the producer started itself (like `sh -c 'a | b'`): stopping the producer must
         # stop it too. Its output goes nowhere, so only the process group reaches it.

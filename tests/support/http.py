@@ -216,9 +216,11 @@ class BodyReader:
 # --------------------------------------------------------------------------------------------
 
 
-def http_client(timeout: float = 10.0) -> httpx.Client:
-    """httpx client that never uses a proxy (all traffic stays on loopback)."""
-    return httpx.Client(timeout=timeout, trust_env=False)
+def http_client(timeout: float = 10.0, source_ip: str | None = None) -> httpx.Client:
+    """httpx client that never uses a proxy (all traffic stays on loopback); `source_ip` connects
+    from another loopback address (another client to the server's per-address limits)."""
+    transport = httpx.HTTPTransport(local_address=source_ip) if source_ip is not None else None
+    return httpx.Client(timeout=timeout, trust_env=False, transport=transport)
 
 
 @dataclass
@@ -232,13 +234,20 @@ class FetchResult:
         return json.loads(self.body)
 
 
-def fetch(url: str, timeout: float = 10.0, max_body: int = 8 * 1024 * 1024) -> FetchResult:
+def fetch(
+    url: str,
+    timeout: float = 10.0,
+    max_body: int = 8 * 1024 * 1024,
+    *,
+    headers: Mapping[str, str] | None = None,
+    source_ip: str | None = None,
+) -> FetchResult:
     """GET `url`; never hangs on an endless stream (stops after the head for multipart answers).
 
     Endpoints that should answer an error might wrongly answer a stream; reading that body
     would never end, so a multipart body is not read.
     """
-    with http_client(timeout) as client, client.stream("GET", url) as r:
+    with http_client(timeout, source_ip) as client, client.stream("GET", url, headers=headers) as r:
         ctype = r.headers.get("content-type", "")
         if ctype.startswith("multipart/"):
             return FetchResult(r.status_code, r.headers, None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -176,13 +177,20 @@ def launch_server(
     extra_args: Iterable[str] = (),
     wait_listening: bool = True,
     timeout: float = 20.0,
+    open_files: int | None = None,
 ) -> EdgeServer:
     """Start `python -m edge` from the repo root; by default wait for its 'listening on' line.
 
     With `wait_listening=False` the process is returned immediately (for tests expecting it to
-    exit, or for a pre-chosen port); `port` must then be the real port.
+    exit, or for a pre-chosen port); `port` must then be the real port. `open_files` sets the
+    process's hard (and soft) limit of open descriptors, as a small device or a container has.
     """
     cmd = edge_command(config, host=host, port=port, log_level=log_level, extra_args=extra_args)
+
+    def limit_files() -> None:
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
     proc = subprocess.Popen(
         cmd,
         cwd=REPO_ROOT,
@@ -190,6 +198,7 @@ def launch_server(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=limit_files if open_files is not None else None,
     )
     server = EdgeServer(
         proc=proc,
@@ -274,6 +283,7 @@ class StartServer:
         wait_listening: bool = True,
         config_path: Path | None = None,
         no_config_flag: bool = False,
+        open_files: int | None = None,
     ) -> EdgeServer:
         """Start a server; `no_config_flag` omits `--config` (to test $EDGE_CONFIG)."""
         if config_path is None and not no_config_flag:
@@ -290,6 +300,7 @@ class StartServer:
             log_level=log_level,
             env_extra=env_extra,
             wait_listening=wait_listening,
+            open_files=open_files,
         )
         self.servers.append(srv)
         return srv

@@ -9,8 +9,20 @@ with a reset mid-frame.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import socket
 import struct
+
+# Linux answers the whole of 127.0.0.0/8 on the loopback interface: a client socket bound to
+# another of its addresses is another client address as far as the server's per-address
+# limits go (guessing, pending connections, streams per address, the client log limit).
+_loopback_hosts = itertools.count(1)
+
+
+def fresh_loopback_address() -> str:
+    """A loopback address no earlier call returned in this process (127.10.0.1, 127.10.0.2, ...)."""
+    n = next(_loopback_hosts)
+    return f"127.10.{n // 250 % 250}.{n % 250 + 1}"
 
 
 class StreamEnded(Exception):

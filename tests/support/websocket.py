@@ -113,8 +113,9 @@ class RawWebSocket:
         *,
         rcvbuf: int | None = None,
         timeout: float = 10.0,
+        source_ip: str | None = None,
     ) -> None:
-        self.sock = open_socket(host, port, rcvbuf=rcvbuf, timeout=timeout)
+        self.sock = open_socket(host, port, rcvbuf=rcvbuf, timeout=timeout, source_ip=source_ip)
         self.local_port = int(self.sock.getsockname()[1])  # kept: still needed after close()
         key = new_key()
         self.sock.sendall(request_head("GET", path, {"Host": f"{host}:{port}", **upgrade_headers(key)}))
