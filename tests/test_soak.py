@@ -12,9 +12,15 @@ What it proves, against a real `edge` process on 127.0.0.1:
 - the camera's source failing (upstream connections dropped and refused for 4 s every 30 s) is
   absorbed: placeholder frames meanwhile, `streaming` again within a backoff, and the camera never
   leaves `streaming` except when its source is broken on purpose;
+- attackers beside them change none of that (issue 13; a worker process of their own, each from
+  a loopback address of its own): WebSocket floods (empty fragments, pings, text messages) are
+  closed with 1008 and dropped within 1 s of the close, guessers of the stream token get at most
+  11 guesses checked a minute (then 429), stallers holding 40 half-sent upgrade requests each are
+  refused beyond 32 per address and closed at `request_timeout`;
 - nothing accumulates: RSS grows less than 10 MiB after the warm-up, the descriptor count returns to
   its pre-client baseline once every client has left, idle connections are closed by the server
-  (`request_timeout`), and the log has no traceback and no ERROR line.
+  (`request_timeout`), and the log has no traceback and no ERROR line, and grows by at most
+  LOG_RATE_LIMIT bytes a second however busy the attackers are.
 
 How a frame is judged real: the fake upstream's frames re-encode to ~14 KB, three times the NO
 SIGNAL placeholder (~4.5 KB).  Before the clients start, the test measures both sizes through
@@ -27,7 +33,9 @@ answer, united with each scheduled outage (down .. up + FAULT_MARGIN).
 
 `pytest tests/test_soak.py` runs EDGE_SOAK_SECONDS (default 120, what `make test` runs);
 `make soak` runs 1200 s with `-s` so the figure table prints.  The clients run in a separate
-process (`tests/soak/worker.py`); the upstream and the monitors run in this one.
+process (`tests/soak/worker.py`), the attackers in another; the upstream and the monitors run in
+this one. The server asks for a stream token (`tokens_file`), which every well-behaved client
+sends: the guessers need something to guess.
 """
 
 from __future__ import annotations
@@ -74,7 +82,7 @@ from tests.soak.monitor import (
 from tests.soak.upstream import FakeUpstream, make_frames
 from tests.support.http import fetch
 from tests.support.process import REPO_ROOT, EdgeServer, StartServer
-from tests.support.status import camera_status, wait_status
+from tests.support.status import camera_status
 from tests.support.waiting import wait_for
 
 # ---- knobs ----------------------------------------------------------------------------------
@@ -91,6 +99,16 @@ CLIENT_MIX = {
     "garbage": 15,  # one bad request or message every ~1 s each
     "idle": 20,  # one in four sends half a request head
 }
+# The attackers of issue 13, in their own worker process.
+ATTACK_MIX = {
+    "flood": 3,  # a 64 KB burst of empty fragments, pings or text messages per connection, ~2 a second
+    "guess": 2,  # wrong tokens one after another on kept-alive connections
+    "stall": 2,  # 40 half-sent upgrade requests each, renewed as the server closes them
+}
+TOKEN = "soak-token-0123456789abcdef"
+CLOSE_DROP_LIMIT = 1.0  # §7: a connection edge closed is gone within 1 s
+GUESSES_PER_MINUTE = 11  # §7: more than 10 failures in 60 s block the address for 60 s
+LOG_RATE_LIMIT = 2048  # bytes of log a second, everything included (about 1 KB from clients, §7)
 # The camera: 320x240 @ 15 fps keeps the server, the upstream and 200 clients within two cores.
 CAM_NAME, CAM_W, CAM_H, CAM_FPS, CAM_QUALITY = "cam0", 320, 240, 15.0, 80
 MAX_CLIENTS = 256  # above the ~180 streams the mix holds open at once: nobody is refused for capacity
@@ -153,8 +171,13 @@ def camera_config(port: int) -> dict[str, Any]:
 
 
 def state_of(srv: EdgeServer) -> str:
-    st = fetch(srv.url + "/api/status", timeout=5).json()
+    st = fetch(authorized(srv, "/api/status"), timeout=5).json()
     return str(camera_status(st, CAM_NAME)["state"])
+
+
+def authorized(srv: EdgeServer, path: str) -> str:
+    """The URL of `path` with the stream token: the test's own requests need it as well."""
+    return f"{srv.url}{path}?token={TOKEN}"
 
 
 def snapshot_sizes(srv: EdgeServer, placeholder: bool, n: int, gap: float) -> list[int]:
@@ -163,7 +186,7 @@ def snapshot_sizes(srv: EdgeServer, placeholder: bool, n: int, gap: float) -> li
     deadline = time.monotonic() + 20.0
     while len(sizes) < n:
         assert time.monotonic() < deadline, f"no {'placeholder' if placeholder else 'real'} snapshot within 20 s"
-        r = fetch(srv.url + "/snapshot", timeout=5)
+        r = fetch(authorized(srv, "/snapshot"), timeout=5)
         if r.status == 200 and r.body and (r.headers.get("x-placeholder") == "1") == placeholder:
             sizes.append(len(r.body))
         time.sleep(gap)
@@ -197,31 +220,43 @@ def stable_fd_count(pid: int, readings: int = 5, gap: float = 0.2) -> int:
     return min(counts)
 
 
-def run_worker(srv: EdgeServer, tmp_path: Path, duration: float, threshold: int) -> subprocess.Popen[bytes]:
+def run_worker(
+    srv: EdgeServer, tmp_path: Path, duration: float, threshold: int, name: str, mix: dict[str, int]
+) -> subprocess.Popen[bytes]:
     cfg = {
         "host": srv.host,
         "port": srv.port,
         "duration": duration,
-        "mix": CLIENT_MIX,
+        "mix": mix,
+        "token": TOKEN,
         "seed": SEED,
         "width": CAM_W,
         "height": CAM_H,
         "real_min_bytes": threshold,
         "request_timeout": REQUEST_TIMEOUT,
         "idle_grace": IDLE_GRACE,
-        "out": str(tmp_path / "worker.json"),
-        "arrays_out": str(tmp_path / "worker.npz"),
+        "out": str(tmp_path / f"{name}.json"),
+        "arrays_out": str(tmp_path / f"{name}.npz"),
     }
-    (tmp_path / "worker-config.json").write_text(json.dumps(cfg))
+    (tmp_path / f"{name}-config.json").write_text(json.dumps(cfg))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.soak.worker", str(tmp_path / "worker-config.json")],
+        [sys.executable, "-m", "tests.soak.worker", str(tmp_path / f"{name}-config.json")],
         cwd=REPO_ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
-        stdout=(tmp_path / "worker.out").open("wb"),
+        stdout=(tmp_path / f"{name}.out").open("wb"),
         stderr=subprocess.STDOUT,
     )
+
+
+def wait_worker(worker: subprocess.Popen[bytes], timeout: float, what: str) -> None:
+    try:
+        worker.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+        pytest.fail(f"the {what} worker did not finish within {timeout:.0f} s", pytrace=False)
 
 
 def log_findings(log: str) -> dict[str, Any]:
@@ -290,22 +325,24 @@ def test_soak(start_server: StartServer, tmp_path: Path) -> None:
 def _soak(
     start_server: StartServer, tmp_path: Path, upstream: FakeUpstream, duration: float, cleanup: contextlib.ExitStack
 ) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text(TOKEN + "\n")
     srv = start_server(
         cameras=[camera_config(upstream.port)],
-        server={"max_clients": MAX_CLIENTS, "request_timeout": REQUEST_TIMEOUT},
+        server={"max_clients": MAX_CLIENTS, "request_timeout": REQUEST_TIMEOUT, "tokens_file": str(tokens)},
     )
     pid = srv.proc.pid
-    wait_status(srv, lambda st: camera_status(st, CAM_NAME)["state"] == "streaming", 30, "camera streaming")
+    wait_for(lambda: state_of(srv) == "streaming", 30, 0.1, "camera streaming")
     threshold, real_sizes, ph_sizes = calibrate(srv, upstream)
 
     # Baseline, before any client: a snapshot first so the camera is certainly awake and connected.
-    fetch(srv.url + "/snapshot", timeout=5)
+    fetch(authorized(srv, "/snapshot"), timeout=5)
     time.sleep(1.0)
     fd_base = stable_fd_count(pid)
     fd_base_kinds = fd_targets(pid)
     rss_base = rss_kib(pid)
 
-    poller = StatusPoller(srv.url, CAM_NAME, POLL_PERIOD, timeout=3.0)
+    poller = StatusPoller(authorized(srv, "/api/status"), CAM_NAME, POLL_PERIOD, timeout=3.0)
     sampler = ProcSampler(pid, 1.0)
     poller.start()
     cleanup.callback(poller.stop)
@@ -314,25 +351,24 @@ def _soak(
     cpu_test0 = time.process_time()
     busy0 = machine_busy_jiffies()
     t0 = time.time()
-    worker = run_worker(srv, tmp_path, duration, threshold)
+    worker = run_worker(srv, tmp_path, duration, threshold, "worker", CLIENT_MIX)
+    attackers = run_worker(srv, tmp_path, duration, threshold, "attackers", ATTACK_MIX)
     upstream.schedule_outages(outage_starts(t0, duration), OUTAGE_DOWN)
     try:
-        try:
-            worker.wait(timeout=duration + 60)
-        except subprocess.TimeoutExpired:
-            worker.send_signal(signal.SIGKILL)
-            worker.wait(10)
-            pytest.fail(f"the client worker did not finish within {duration + 60:.0f} s", pytrace=False)
+        wait_worker(worker, duration + 60, "client")
+        wait_worker(attackers, 60, "attacker")
     finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait(10)
+        for proc in (worker, attackers):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
         upstream.cancel_outages()
     t_clients_gone = time.time()
     cpu_test = time.process_time() - cpu_test0
     busy1 = machine_busy_jiffies()
-    worker_out = (tmp_path / "worker.out").read_text(errors="replace")
-    assert worker.returncode == 0, f"client worker exited {worker.returncode}:\n{worker_out[-4000:]}"
+    for name, proc in (("worker", worker), ("attackers", attackers)):
+        out = (tmp_path / f"{name}.out").read_text(errors="replace")
+        assert proc.returncode == 0, f"{name} worker exited {proc.returncode}:\n{out[-4000:]}"
 
     # After the clients: no streams left, and the camera streaming (the baseline's condition).
     # Everything from here on is collected into `failures`, so the figure table always prints.
@@ -348,7 +384,7 @@ def _soak(
     poller.stop()
     sampler.stop()
     try:
-        streams_left = int(fetch(srv.url + "/api/status", timeout=5).json()["clients_total"])
+        streams_left = int(fetch(authorized(srv, "/api/status"), timeout=5).json()["clients_total"])
     except (OSError, httpx.HTTPError, ValueError, KeyError) as exc:
         failures.append(f"/api/status after the run: {exc!r}")
         streams_left = -1
@@ -362,6 +398,7 @@ def _soak(
     rss_peak = hwm_kib(pid)
 
     res = json.loads((tmp_path / "worker.json").read_text())
+    attack = json.loads((tmp_path / "attackers.json").read_text())
     arrays = np.load(tmp_path / "worker.npz")
     clients: list[dict[str, Any]] = res["clients"]
     t_start, t_end = float(res["t_start"]), float(res["deadline_wall"])
@@ -424,6 +461,38 @@ def _soak(
     idle_open = sum(v for k, v in idle.items() if "still open" in k)
     idle_total = sum(idle.values())
     lag = res["lag_hist"]
+
+    # ---- attackers ----------------------------------------------------------------------------
+    def attack_outcomes(kind: str) -> dict[str, int]:
+        acc: dict[str, int] = {}
+        for c in attack["clients"]:
+            if c["kind"] == kind:
+                for k, v in c["outcomes"].items():
+                    acc[k] = acc.get(k, 0) + v
+        return acc
+
+    def attack_latencies(kind: str) -> list[float]:
+        return sorted(x for c in attack["clients"] if c["kind"] == kind for x in c["latencies"])
+
+    floods = attack_outcomes("flood")
+    flood_total = sum(floods.values())
+    flood_closed = sum(v for k, v in floods.items() if re.search(r": close 1008, then (eof|reset)$", k))
+    flood_drop = attack_latencies("flood")
+    checked_guesses = {  # (guesser, minute) -> guesses checked (answered 401)
+        (c["idx"], k.split(":")[0]): v
+        for c in attack["clients"]
+        if c["kind"] == "guess"
+        for k, v in c["outcomes"].items()
+        if k.endswith(": 401")
+    }
+    refused_guesses = sum(
+        v for c in attack["clients"] if c["kind"] == "guess" for k, v in c["outcomes"].items() if k.endswith(": 429")
+    )
+    stalls = attack_outcomes("stall")
+    stall_refused = stalls.get("refused (503)", 0)
+    stall_open = sum(v for k, v in stalls.items() if "still open" in k)
+    stall_closed = attack_latencies("stall")
+    attackers_crashed = attack["crashed_tasks"]
 
     # ---- memory, descriptors, CPU, log --------------------------------------------------------
     first_fault_end = next((b for a, b in windows if a >= t_start and math.isfinite(b)), t_start)
@@ -509,10 +578,26 @@ def _soak(
             "≤ baseline",
         ),
         (
+            "floods: connections / closed 1008 and dropped; close to drop max s",
+            f"{flood_total} / {flood_closed}; {max(flood_drop, default=math.nan):.2f}",
+            f"all, ≤ {CLOSE_DROP_LIMIT:.0f}",
+        ),
+        (
+            "guesses checked per guesser and minute, max / refused (429)",
+            f"{max(checked_guesses.values(), default=0)} / {refused_guesses}",
+            f"≤ {GUESSES_PER_MINUTE}",
+        ),
+        (
+            "stalled upgrades: refused (503) / closed by server / open; close max s",
+            f"{stall_refused} / {len(stall_closed)} / {stall_open}; {max(stall_closed, default=math.nan):.1f}",
+            f"open = 0, ≤ {REQUEST_TIMEOUT + IDLE_GRACE:.0f}",
+        ),
+        (
             "log: lines / WARNING / ERROR / Traceback",
             f"{log['lines']} / {log['warnings']} / {log['errors']} / {log['tracebacks']}",
             "0 ERROR, 0 Traceback",
         ),
+        ("log bytes per second", f"{log['bytes'] / wall:.0f}", f"≤ {LOG_RATE_LIMIT}"),
         ("status polls / failed", f"{len(polls)} / {len(poll_failures)}", ""),
         (
             "CPU cores: server / clients / test proc / machine",
@@ -525,6 +610,8 @@ def _soak(
     print("vanishers:", fmt_counts(vanish, 20))
     print("garbage:", fmt_counts(garbage, 40))
     print("idle:", fmt_counts(idle, 20))
+    print("floods:", fmt_counts(floods, 20))
+    print("stalls:", fmt_counts(stalls, 20))
     print(f"log: {log['lines'] / (wall / 60):.0f} lines/min, {log['bytes'] / (wall / 60) / 1024:.0f} KiB/min")
     for what in ("top_errors", "top_warnings"):
         for shape, n in log[what].items():
@@ -587,4 +674,20 @@ def _soak(
         )
     if log["errors"]:
         failures.append(f"server log has {log['errors']} ERROR lines: {json.dumps(log['top_errors'], indent=1)}")
+    if log["bytes"] / wall > LOG_RATE_LIMIT:
+        failures.append(f"the server logged {log['bytes'] / wall:.0f} bytes a second (limit {LOG_RATE_LIMIT})")
+    if attackers_crashed or attack["hung_tasks"]:
+        failures.append(f"attacker worker: {attack['hung_tasks']} hung tasks, crashed: {attackers_crashed}")
+    if not flood_total or flood_closed < flood_total:
+        failures.append(
+            f"{flood_total - flood_closed} of {flood_total} flood connections not closed with 1008: {floods}"
+        )
+    if any(x > CLOSE_DROP_LIMIT for x in flood_drop):
+        failures.append(f"flood connections kept after their close: {flood_drop[-5:]} s (limit {CLOSE_DROP_LIMIT})")
+    if not refused_guesses or any(v > GUESSES_PER_MINUTE for v in checked_guesses.values()):
+        failures.append(
+            f"guessing not slowed: checked per guesser and minute {checked_guesses}, 429s {refused_guesses}"
+        )
+    if not stall_refused or stall_open or any(x > REQUEST_TIMEOUT + IDLE_GRACE for x in stall_closed):
+        failures.append(f"stalled upgrades: {stalls}, closed after up to {max(stall_closed, default=0):.1f} s")
     assert not failures, "soak failed:\n- " + "\n- ".join(failures) + "\n\n" + report

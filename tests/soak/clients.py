@@ -8,7 +8,17 @@
 - garbage: random bytes, a 200 KB header line, 500 headers, and, on the WebSocket, invalid JSON,
   an unknown message type, a binary message and a text message that is not UTF-8;
 - idle: connect and send nothing (one in four sends half a request head), and wait for the
-  server to close the connection (`request_timeout`).
+  server to close the connection (`request_timeout`);
+- attackers (issue 13, in a worker process of their own so that their loops cannot slow the
+  well-behaved clients' own reading): WebSocket floods (empty fragments, pings, text messages;
+  closed with 1008 and dropped within 1 s of the close), guessers (wrong tokens as fast as the
+  answers come: 11 are checked, the rest get 429), and stallers holding 40 half-sent upgrade
+  requests each (the server keeps 32 per address, refuses the rest with 503, and closes the 32
+  at `request_timeout`).
+
+Every well-behaved client connects from 127.0.0.1; every abusive one (garbage, idle, the
+attackers) from a loopback address of its own, as the scanner or the attacker on the LAN would,
+so that the server's per-address limits meet them as they would in the field.
 
 Every await is bounded (a per-operation timeout and the run's deadline), so a server that stops
 answering makes the soak fail, not hang.  All frames any client completes go through the same
@@ -34,9 +44,10 @@ import cv2
 import numpy as np
 
 from tests.soak.proto import HEAD_END, MjpegReader, WsReader, mjpeg_request, ws_handshake
+from tests.support.attacks import ServerFrames, masked_frame
 from tests.support.http import status_code
 from tests.support.sockets import abort_socket
-from tests.support.websocket import OP_BINARY, OP_CLOSE, OP_TEXT, client_frame
+from tests.support.websocket import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, client_frame
 
 # Timeouts: generous against a loaded 2-core machine, short against a real hang.
 CONNECT_TIMEOUT = 5.0
@@ -58,6 +69,14 @@ IDLE_PAUSE = 0.2
 SAMPLE_PERIOD = 5.0  # seconds between decoded frames, per client (decoding costs ~0.3 ms)
 LAG_BINS_MS = 5000  # frame-age histogram: 1 ms bins up to 5 s
 MAX_SAMPLES = 10  # problems / disconnect reasons kept per client for the report
+
+# Attackers. A flood is one burst of frames per connection (a 64 KB send is what one read of the
+# server takes in), then a pause: enough to stall the server before issue 13, cheap for this loop.
+FLOOD_BURST = 64 * 1024
+FLOOD_PAUSE = (0.3, 0.8)
+FLOOD_KINDS = ("fragments", "pings", "texts")
+GUESS_PAUSE = 0.05
+STALL_SOCKETS = 40  # per staller: more than the server's 32 pending connections per address
 
 GARBAGE_KINDS = (
     "random_bytes",
@@ -83,7 +102,14 @@ class Ctx:
     request_timeout: float
     idle_grace: float
     rng: random.Random
+    token: str = ""  # the server's stream token, on every well-behaved request
     shared_buf: bytearray = field(default_factory=lambda: bytearray(256 * 1024))
+
+    def path(self, path: str) -> str:
+        """``path`` with the token (``?token=`` or ``&token=``)."""
+        if not self.token:
+            return path
+        return f"{path}{'&' if '?' in path else '?'}token={self.token}"
 
     def remaining(self) -> float:
         return self.deadline - asyncio.get_running_loop().time()
@@ -92,11 +118,12 @@ class Ctx:
 class ClientStats:
     """Per-client record and the parsers' sink: checks, classifies and counts every frame."""
 
-    def __init__(self, kind: str, idx: int, ctx: Ctx, keep_arrivals: bool) -> None:
+    def __init__(self, kind: str, idx: int, ctx: Ctx, keep_arrivals: bool, address: str | None = None) -> None:
         self.kind = kind
         self.idx = idx
         self.ctx = ctx
         self.keep_arrivals = keep_arrivals
+        self.address = address  # the loopback address it connects from (None: 127.0.0.1)
         self.connects = 0
         self.unexpected_ends = 0
         self.end_reasons: list[str] = []
@@ -119,6 +146,7 @@ class ClientStats:
         self.texts: list[bytes] = []  # text messages (garbage WS clients look at them)
         self.close_codes: list[int | None] = []
         self.idle_latencies: list[float] = []
+        self.latencies: list[float] = []  # attackers: the delay asserted on (close to drop, refusal, ...)
         self.lag_hist = [0] * (LAG_BINS_MS + 1) if keep_arrivals else []
         self._last_seq = -1
         self._next_sample = time.monotonic() + ctx.rng.uniform(0.0, SAMPLE_PERIOD)
@@ -225,6 +253,8 @@ class ClientStats:
             "hello_ok": self.hello_ok,
             "close_codes": self.close_codes[:MAX_SAMPLES],
             "idle_latencies": self.idle_latencies,
+            "latencies": self.latencies,
+            "address": self.address,
         }
 
 
@@ -247,12 +277,15 @@ def close_socket(sock: socket.socket, rst: bool = False) -> None:
         sock.close()
 
 
-async def connect(ctx: Ctx, rcvbuf: int | None = None) -> socket.socket:
-    """A connected non-blocking socket (``SO_RCVBUF`` set before connecting, so the window is small)."""
+async def connect(ctx: Ctx, rcvbuf: int | None = None, source: str | None = None) -> socket.socket:
+    """A connected non-blocking socket (``SO_RCVBUF`` set before connecting, so the window is
+    small), from the loopback address ``source`` if given."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         if rcvbuf is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if source is not None:
+            sock.bind((source, 0))
         sock.setblocking(False)
         loop = asyncio.get_running_loop()
         await asyncio.wait_for(loop.sock_connect(sock, (ctx.host, ctx.port)), CONNECT_TIMEOUT)
@@ -262,10 +295,12 @@ async def connect(ctx: Ctx, rcvbuf: int | None = None) -> socket.socket:
     return sock
 
 
-async def connect_or_pause(ctx: Ctx, note: Callable[[str], None], rcvbuf: int | None = None) -> socket.socket | None:
+async def connect_or_pause(
+    ctx: Ctx, note: Callable[[str], None], rcvbuf: int | None = None, source: str | None = None
+) -> socket.socket | None:
     """A connected socket, or None once `note` has been told why not and the reconnect pause is over."""
     try:
-        return await connect(ctx, rcvbuf)
+        return await connect(ctx, rcvbuf, source)
     except (OSError, TimeoutError) as exc:
         note(f"connect failed: {_exc_name(exc)}")
         await pause(ctx, RECONNECT_PAUSE)
@@ -275,9 +310,9 @@ async def connect_or_pause(ctx: Ctx, note: Callable[[str], None], rcvbuf: int | 
 def new_reader(ctx: Ctx, stats: ClientStats, ws: bool, http10: bool = False) -> tuple[bytes, MjpegReader | WsReader]:
     """The request to send and the parser for its answer."""
     if ws:
-        request, accept = ws_handshake(ctx.host, ctx.port, "/ws")
+        request, accept = ws_handshake(ctx.host, ctx.port, ctx.path("/ws"))
         return request, WsReader(stats, accept)
-    return mjpeg_request(ctx.host, ctx.port, "/stream", http10), MjpegReader(stats)
+    return mjpeg_request(ctx.host, ctx.port, ctx.path("/stream"), http10), MjpegReader(stats)
 
 
 def _exc_name(exc: BaseException) -> str:
@@ -433,7 +468,7 @@ async def run_vanisher(ctx: Ctx, stats: ClientStats) -> None:
         target = ctx.rng.randrange(3)
         request, reader = new_reader(ctx, stats, variant == "ws", http10=variant == "mjpeg/1.0")
         if variant == "mjpeg+pipelined":
-            request += f"GET /snapshot HTTP/1.1\r\nHost: {ctx.host}:{ctx.port}\r\n\r\n".encode()
+            request += f"GET {ctx.path('/snapshot')} HTTP/1.1\r\nHost: {ctx.host}:{ctx.port}\r\n\r\n".encode()
         sock = await connect_or_pause(ctx, stats.outcome)
         if sock is None:
             continue
@@ -479,10 +514,10 @@ def _garbage_http(ctx: Ctx, kind: str) -> bytes:
     raise ValueError(kind)
 
 
-async def _http_garbage(ctx: Ctx, kind: str) -> str:
+async def _http_garbage(ctx: Ctx, stats: ClientStats, kind: str) -> str:
     """Send a bad request head; what did the server do about it?"""
     loop = asyncio.get_running_loop()
-    sock = await connect(ctx)
+    sock = await connect(ctx, source=stats.address)
     try:
         sent_all = True
         try:
@@ -578,10 +613,10 @@ async def _ws_garbage(ctx: Ctx, stats: ClientStats, kind: str) -> str:
     """Open the frame channel, send one bad message, and record how the server answered."""
     loop = asyncio.get_running_loop()
     sink = _TextSink(stats)
-    request, accept = ws_handshake(ctx.host, ctx.port, "/ws")
+    request, accept = ws_handshake(ctx.host, ctx.port, ctx.path("/ws"))
     reader = WsReader(sink, accept)
     buf = bytearray(65536)
-    sock = await connect(ctx)
+    sock = await connect(ctx, source=stats.address)
     try:
         await asyncio.wait_for(loop.sock_sendall(sock, request), CONNECT_TIMEOUT)
         why = await _read_ws_until(sock, reader, buf, lambda: bool(sink.texts) or sink.closed, 10.0)
@@ -624,7 +659,9 @@ async def run_garbage(ctx: Ctx, stats: ClientStats) -> None:
     while ctx.remaining() > 1.0:
         kind = GARBAGE_KINDS[n % len(GARBAGE_KINDS)]
         n += 1
-        job: Awaitable[str] = _ws_garbage(ctx, stats, kind) if kind.startswith("ws_") else _http_garbage(ctx, kind)
+        job: Awaitable[str] = (
+            _ws_garbage(ctx, stats, kind) if kind.startswith("ws_") else _http_garbage(ctx, stats, kind)
+        )
         try:
             async with asyncio.timeout(min(GARBAGE_TIMEOUT, max(0.01, ctx.remaining()))):
                 stats.connects += 1
@@ -651,7 +688,7 @@ async def run_idle(ctx: Ctx, stats: ClientStats) -> None:
     buf = bytearray(4096)
     limit = ctx.request_timeout + ctx.idle_grace
     while ctx.remaining() > limit:  # only waits that can run to completion are recorded
-        sock = await connect_or_pause(ctx, stats.outcome)
+        sock = await connect_or_pause(ctx, stats.outcome, source=stats.address)
         if sock is None:
             continue
         stats.connects += 1
@@ -681,3 +718,178 @@ async def run_idle(ctx: Ctx, stats: ClientStats) -> None:
         finally:
             close_socket(sock)
         await pause(ctx, IDLE_PAUSE)
+
+
+# --------------------------------------------------------------------------------------------
+# attackers
+# --------------------------------------------------------------------------------------------
+
+_FLOOD_FRAMES = {
+    "fragments": masked_frame(OP_TEXT, fin=False) + masked_frame(OP_CONT, fin=False) * (FLOOD_BURST // 6),
+    "pings": masked_frame(OP_PING, b"p") * (FLOOD_BURST // 7),
+    "texts": b"".join(masked_frame(OP_TEXT, b'{"type":"x%d"}' % i) for i in range(FLOOD_BURST // 19)),
+}
+
+
+async def _ws_open(ctx: Ctx, stats: ClientStats) -> tuple[socket.socket, bytes]:
+    """A raw WebSocket from the client's address, after its 101; the bytes read past the head."""
+    loop = asyncio.get_running_loop()
+    sock = await connect(ctx, source=stats.address)
+    try:
+        request, _ = ws_handshake(ctx.host, ctx.port, ctx.path("/ws"))
+        await asyncio.wait_for(loop.sock_sendall(sock, request), CONNECT_TIMEOUT)
+        head = bytearray()
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            while HEAD_END not in head:
+                data = await loop.sock_recv(sock, 65536)
+                if not data:
+                    raise ConnectionResetError("closed during the handshake")
+                head += data
+        if status_code(head) != 101:
+            raise ConnectionRefusedError(f"upgrade answered {status_code(head)}")
+        return sock, bytes(head[head.index(HEAD_END) + 4 :])
+    except BaseException:
+        sock.close()
+        raise
+
+
+async def run_flooder(ctx: Ctx, stats: ClientStats) -> None:
+    """One burst of flood frames per connection, then read until the server has dropped it;
+    records the close code and the delay from the close frame to the drop (§7: within 1 s)."""
+    loop = asyncio.get_running_loop()
+    n = stats.idx
+    while ctx.remaining() > 3.0:
+        kind = FLOOD_KINDS[n % len(FLOOD_KINDS)]
+        n += 1
+        try:
+            sock, rest = await _ws_open(ctx, stats)
+        except (OSError, TimeoutError) as exc:
+            stats.outcome(f"{kind}: no connection ({_exc_name(exc)})")
+            await pause(ctx, 1.0)
+            continue
+        stats.connects += 1
+        frames = ServerFrames()
+        frames.feed(rest)
+        try:
+            try:
+                await asyncio.wait_for(loop.sock_sendall(sock, _FLOOD_FRAMES[kind]), 5.0)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # closed while the burst was still going out
+            ending = "no end"
+            async with asyncio.timeout(5.0):
+                while True:
+                    try:
+                        data = await loop.sock_recv(sock, 65536)
+                    except ConnectionResetError:
+                        ending = "reset"
+                        break
+                    if not data:
+                        ending = "eof"
+                        break
+                    frames.feed(data)
+            dropped = time.monotonic()
+            if frames.closed_at is not None:
+                stats.latencies.append(dropped - frames.closed_at)
+            stats.outcome(f"{kind}: close {frames.close_code}, then {ending}")
+        except TimeoutError:
+            stats.outcome(f"{kind}: close {frames.close_code}, still open 5 s later")
+        finally:
+            close_socket(sock, rst=True)
+        await pause(ctx, ctx.rng.uniform(*FLOOD_PAUSE))
+
+
+async def run_guesser(ctx: Ctx, stats: ClientStats) -> None:
+    """Wrong tokens on kept-alive connections, one request after another; counts the answers
+    per minute of the run (``401`` is a checked guess: at most 11 a minute may be)."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    buf = bytearray(65536)
+    guess = 0
+    while ctx.remaining() > 1.0:
+        try:
+            sock = await connect(ctx, source=stats.address)
+        except (OSError, TimeoutError) as exc:
+            stats.outcome(f"connect failed: {_exc_name(exc)}")
+            await pause(ctx, 1.0)
+            continue
+        stats.connects += 1
+        pending = b""
+        try:
+            while ctx.remaining() > 1.0:
+                guess += 1
+                request = f"GET /snapshot?token=wrong-guess-{guess:08d} HTTP/1.1\r\nHost: {ctx.host}:{ctx.port}\r\n\r\n"
+                await asyncio.wait_for(loop.sock_sendall(sock, request.encode()), CONNECT_TIMEOUT)
+                head = pending
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    while HEAD_END not in head:
+                        n = await loop.sock_recv_into(sock, buf)
+                        if n == 0:
+                            raise ConnectionResetError("closed")
+                        head += bytes(buf[:n])
+                raw, _, body = head.partition(HEAD_END)
+                fields = dict(line.split(": ", 1) for line in raw.decode("latin-1").split("\r\n")[1:] if ": " in line)
+                fields = {k.lower(): v for k, v in fields.items()}
+                length = int(fields.get("content-length", "0"))
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    while len(body) < length:
+                        n = await loop.sock_recv_into(sock, buf)
+                        if n == 0:
+                            raise ConnectionResetError("closed")
+                        body += bytes(buf[:n])
+                pending = body[length:]
+                minute = int((loop.time() - start) // 60)
+                stats.outcome(f"minute {minute}: {status_code(raw)}")
+                if fields.get("connection", "").lower() == "close":
+                    break
+                await asyncio.sleep(GUESS_PAUSE)
+        except (OSError, TimeoutError) as exc:
+            stats.error(_exc_name(exc))
+        finally:
+            close_socket(sock)
+
+
+async def _stall_one(ctx: Ctx, stats: ClientStats) -> None:
+    """Send half an upgrade request and wait: refused at once (503), or closed at the timeout."""
+    loop = asyncio.get_running_loop()
+    buf = bytearray(4096)
+    limit = ctx.request_timeout + ctx.idle_grace
+    try:
+        sock = await connect(ctx, source=stats.address)
+    except (OSError, TimeoutError) as exc:
+        stats.outcome(f"connect failed: {_exc_name(exc)}")
+        await pause(ctx, 1.0)
+        return
+    started = loop.time()
+    stats.connects += 1
+    try:
+        half = f"GET {ctx.path('/ws')} HTTP/1.1\r\nHost: {ctx.host}:{ctx.port}\r\nUpgrade: websocket\r\n"
+        await asyncio.wait_for(loop.sock_sendall(sock, half.encode()), CONNECT_TIMEOUT)
+        try:
+            n = await asyncio.wait_for(loop.sock_recv_into(sock, buf), limit)
+        except TimeoutError:
+            stats.outcome(f"still open after {limit:.0f} s")
+            return
+        waited = loop.time() - started
+        status = status_code(buf[:n]) if n else 0
+        if status == 503:
+            stats.outcome("refused (503)")
+        else:
+            stats.latencies.append(waited)
+            stats.outcome(f"closed by the server ({status or 'no answer'})")
+    except (OSError, TimeoutError) as exc:
+        stats.outcome(f"{_exc_name(exc)}")
+    finally:
+        close_socket(sock)
+
+
+async def run_staller(ctx: Ctx, stats: ClientStats) -> None:
+    """Keep STALL_SOCKETS half-sent upgrade requests open from one address for the whole run."""
+    limit = ctx.request_timeout + ctx.idle_grace
+
+    async def keep_one(delay: float) -> None:
+        await pause(ctx, delay)
+        while ctx.remaining() > limit:
+            await _stall_one(ctx, stats)
+            await pause(ctx, 0.1)
+
+    await asyncio.gather(*(keep_one(i * 0.01) for i in range(STALL_SOCKETS)))

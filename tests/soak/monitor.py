@@ -113,8 +113,9 @@ class StatusPoller(_Loop):
     (``Connection: close``), so the poller holds no server descriptor between polls."""
 
     def __init__(self, url: str, camera: str, period: float, timeout: float) -> None:
+        """`url`: the status URL (with the token the server wants)."""
         super().__init__("soak-status", period)
-        self.url = url + "/api/status"
+        self.url = url
         self.camera = camera
         self.timeout = timeout
         self.polls: list[Poll] = []

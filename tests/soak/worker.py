@@ -26,14 +26,20 @@ from tests.soak.clients import (
     ClientStats,
     Ctx,
     run_fast,
+    run_flooder,
     run_garbage,
+    run_guesser,
     run_idle,
     run_slow,
+    run_staller,
     run_vanisher,
 )
 
-KINDS = ("mjpeg_fast", "ws_fast", "mjpeg_slow", "ws_slow", "vanish", "garbage", "idle")
+KINDS = ("mjpeg_fast", "ws_fast", "mjpeg_slow", "ws_slow", "vanish", "garbage", "idle", "flood", "guess", "stall")
 KEEP_ARRIVALS = {"mjpeg_fast", "ws_fast", "mjpeg_slow", "ws_slow"}
+# Kinds that are somebody else on the LAN (a scanner, a broken device, an attacker): each client
+# connects from a loopback address of its own, 127.<20 + kind>.0.<idx + 1>.
+OTHER_HOSTS = ("garbage", "idle", "flood", "guess", "stall")
 STAGGER = 2.0  # seconds over which the clients start (a thundering herd is not what this tests)
 END_SLACK = 20.0  # a client task still running this long after the deadline is reported as hung
 
@@ -54,7 +60,19 @@ def _client(ctx: Ctx, stats: ClientStats) -> Coroutine[Any, Any, None]:
         return run_garbage(ctx, stats)
     if kind == "idle":
         return run_idle(ctx, stats)
+    if kind == "flood":
+        return run_flooder(ctx, stats)
+    if kind == "guess":
+        return run_guesser(ctx, stats)
+    if kind == "stall":
+        return run_staller(ctx, stats)
     raise ValueError(f"unknown client kind {kind!r}")
+
+
+def address_of(kind: str, idx: int) -> str | None:
+    if kind not in OTHER_HOSTS:
+        return None
+    return f"127.{20 + OTHER_HOSTS.index(kind)}.0.{idx + 1}"
 
 
 async def _delayed(delay: float, job: Coroutine[Any, Any, None]) -> None:
@@ -75,9 +93,14 @@ async def run(cfg: dict[str, Any]) -> dict[str, Any]:
         request_timeout=cfg["request_timeout"],
         idle_grace=cfg["idle_grace"],
         rng=rng,
+        token=cfg.get("token", ""),
     )
     mix: dict[str, int] = cfg["mix"]
-    clients = [ClientStats(kind, i, ctx, kind in KEEP_ARRIVALS) for kind in KINDS for i in range(mix.get(kind, 0))]
+    clients = [
+        ClientStats(kind, i, ctx, kind in KEEP_ARRIVALS, address_of(kind, i))
+        for kind in KINDS
+        for i in range(mix.get(kind, 0))
+    ]
     order = list(range(len(clients)))
     rng.shuffle(order)  # start kinds interleaved
     t_start = time.time()
