@@ -29,18 +29,21 @@ run: install
 test: install-test
 	$(PY) -m ruff check edge tests benchmarks deploy
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest
 
 # Builds the image on a private Docker engine and checks that it serves (needs root; CI runs it).
 test-docker: install-test
 	bash tests/docker/run.sh
 
-# shellcheck (Debian's `shellcheck`) checks every tracked shell script: *.sh, and files whose
-# first line is a sh or bash shebang (.ci/run).
+# lint-imports checks the layer contracts in pyproject.toml (README "Layout"); shellcheck (Debian's
+# `shellcheck`) every tracked shell script: *.sh, and files whose first line is a sh or bash
+# shebang (.ci/run).
 lint: install-test
 	$(PY) -m ruff check edge tests benchmarks deploy
 	$(PY) -m ruff format --check edge tests benchmarks deploy
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-cache
 	@command -v shellcheck >/dev/null || { echo "make lint: shellcheck missing (Debian: apt-get install shellcheck)" >&2; exit 1; }
 	@scripts=$$(git ls-files '*.sh'; git ls-files -z | xargs -0 grep -sIlZ '^#!' | \
 	    xargs -0 -r awk 'FNR == 1 && /^#!.*[\/ ](ba|da)?sh([ \t]|$$)/ { print FILENAME } { nextfile }'); \

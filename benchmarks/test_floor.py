@@ -27,11 +27,17 @@ from loadgen import compare, servers
 from loadgen.clients import FrameStats, StreamReceiver
 from websockets.sync.client import connect as ws_connect
 
-from edge.access import SECURITY_HEADERS
 from edge.config import load_config
-from edge.mjpeg import PREAMBLE, STREAM_HEADERS, chunk, part
-from edge.slot import Frame
-from edge.websocket import message
+from edge.fanout.slot import Frame
+from edge.server.wire import chunked, close_delimited, ws_binary
+from edge.web import mjpeg, websocket
+from edge.web.access import SECURITY_HEADERS
+from edge.web.mjpeg import PREAMBLE, STREAM_HEADERS
+
+# The framings as edge's server makes them (edge/server/wire.py).
+chunk = chunked(mjpeg.part)
+part = close_delimited(mjpeg.part)
+message = ws_binary(websocket.payload)
 
 
 def _jpeg(width: int = 64, height: int = 48, seed: int = 0) -> bytes:

@@ -8,19 +8,19 @@ stream's opening and closing one line each on ``edge.connections``; both pass on
 :class:`ClientLogLimiter`, which lets through at most :data:`PER_CLIENT_BURST` lines per
 client address and :data:`GLOBAL_BURST` lines in all per :data:`LOG_WINDOW` seconds, and says
 on the next line it lets through how many it held back. One noisy client therefore neither
-fills the card (about 150 bytes a second at most) nor hides another client's faults. uvicorn's
-own lines for the same faults are dropped in favour of ours.
+fills the card (about 150 bytes a second at most) nor hides another client's faults. (uvicorn's
+own lines for the same faults are dropped by the server adapter's filter, ``server/logs.py``.)
 """
 
 from __future__ import annotations
 
 import collections
+import contextvars
 import logging
 import sys
 import time
 from collections.abc import Callable, Iterable
 
-from .connections import ConnectionFilter, current_client
 from .redact import SecretMasker
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(conn)s] %(message)s"
@@ -29,14 +29,24 @@ PER_CLIENT_BURST = 10  # lines per client address per window
 GLOBAL_BURST = 60  # lines from all clients together per window (~1 KB/s)
 MAX_HELD_CLIENTS = 256  # addresses whose held-back lines are counted one by one; the rest together
 
+Filter = logging.Filter | Callable[[logging.LogRecord], bool]
+
 client_log = logging.getLogger("edge.client")
 stream_log = logging.getLogger("edge.connections")
 
-# uvicorn's and websockets' per-connection INFO lines: noise at 100 viewers, and they quote the
-# query string; connections.py logs one open and one close line per stream instead.
-_PER_CONNECTION = ('%s - "WebSocket %s"', "connection open", "connection closed", "connection rejected")
-# uvicorn's lines for client faults that edge logs itself, rate-limited (server.py).
-_CLIENT_FAULTS = ("Invalid HTTP request received.", "Unsupported upgrade request.")
+# Set by the registry of open streams inside each stream's task (contextvars follow the task):
+# the stream's id, stamped on every line logged while serving it, and its client address
+# (``edge.fanout.connections.address_key``), which the client log limit counts the line against.
+current_connection: contextvars.ContextVar[str] = contextvars.ContextVar("edge_connection", default="-")
+current_client: contextvars.ContextVar[str] = contextvars.ContextVar("edge_client", default="-")
+
+
+class ConnectionFilter(logging.Filter):
+    """Stamps each log record with the id of the connection being served (``-`` if none)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.conn = current_connection.get()
+        return True
 
 
 class ClientLogLimiter(logging.Filter):
@@ -92,21 +102,15 @@ class ClientLogLimiter(logging.Filter):
         return True
 
 
-def _drop_uvicorn_noise(record: logging.LogRecord) -> bool:
-    if record.name not in ("uvicorn.error", "websockets.server") or not isinstance(record.msg, str):
-        return True
-    if record.levelno == logging.INFO and record.msg.startswith(_PER_CONNECTION):
-        return False
-    return record.msg not in _CLIENT_FAULTS
-
-
-def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
-    """Log to stderr at ``level``; ``secrets`` are masked wherever they would appear."""
+def setup_logging(level: str, secrets: Iterable[str] = (), filters: Iterable[Filter] = ()) -> None:
+    """Log to stderr at ``level``; ``secrets`` are masked wherever they would appear; ``filters``
+    see every record first (the server adapter's, which knows uvicorn's records)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     # On the handler, not a logger, so uvicorn's and websockets' records pass them too.
+    for extra in filters:
+        handler.addFilter(extra)
     handler.addFilter(ConnectionFilter())
-    handler.addFilter(_drop_uvicorn_noise)
     handler.addFilter(SecretMasker(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -18,7 +18,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from edge.__main__ import main
-from edge.server import AdapterError, check_uvicorn
+from edge.server.selfcheck import AdapterError, check_uvicorn
 from tests.support.config import virtual_cam, write_config
 from tests.support.frames import BackgroundReader, mjpeg_reader, read_for, ws_reader
 from tests.support.mjpeg import MjpegStream

@@ -1,10 +1,10 @@
-"""The capture pipeline (edge/capture.py), in process: no server, no device.
+"""The capture pipeline (edge/capture/), in process: no server, no device.
 
-`Capture` is driven with a scripted fake `Source` (edge.capture.make_source is replaced by a
-factory returning it) and a real `FrameSlot` subclass that records every publication, so a test
+`Capture` is driven with a scripted fake `Source` (given as its `source_factory`) and a real
+`FrameSlot` subclass that records every publication, so a test
 can say exactly which source frames were published, in which order, and which were not. Source
 frames are made with cv2.imencode and broken by hand (segments parsed by tests/support/jpeg.py,
-not by edge.jpeg).
+not by edge.formats.jpeg).
 
 Every wait has a deadline; each test runs well under 2 s.
 """
@@ -23,10 +23,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import capture as capture_mod
 from edge.capture import Capture, State
-from edge.config import CameraConfig
-from edge.slot import Frame, FrameSlot
+from edge.config import CameraConfig, SourceKind
+from edge.fanout.slot import Frame, FrameSlot
 from edge.sources import Captured, Source
 from tests.support.jpeg import segments, strip_dht
 
@@ -87,10 +86,11 @@ def jpegs(*frames: bytes, delay: float = 0.0) -> list[Step]:
 class FakeSource(Source):
     """Hands out a scripted sequence of frames, then blocks until the capture stops."""
 
-    kind = "fake"
+    kind = SourceKind.FILE  # a source that is no camera and no virtual one
 
     def __init__(self, script: Iterable[Step], *, gives_jpeg: bool = True, stall_timeout: float | None = None):
-        super().__init__(CameraConfig(name="unused"), threading.Event())
+        unused = CameraConfig(name="unused")
+        super().__init__(unused, threading.Event(), unused.spec)
         self.gives_jpeg = gives_jpeg
         self._script: Iterator[Step] = iter(script)
         self._stall = stall_timeout
@@ -100,9 +100,13 @@ class FakeSource(Source):
         # then been fully handled (checked, published or dropped).
         self.exhausted = threading.Event()
 
+    @property
+    def description(self) -> str:
+        return "fake"
+
     def bind(self, cam: CameraConfig, stop: threading.Event) -> FakeSource:
-        """What make_source would have done: the capture's camera and stop event."""
-        Source.__init__(self, cam, stop)
+        """The capture's source factory: this source, with the capture's camera and stop event."""
+        Source.__init__(self, cam, stop, cam.spec)
         if self._stall is not None:
             self.stall_timeout = self._stall
         return self
@@ -171,15 +175,14 @@ Runner = Callable[..., tuple[Capture, RecordingSlot, FakeSource]]
 
 
 @pytest.fixture
-def run(monkeypatch: pytest.MonkeyPatch) -> Iterator[Runner]:
+def run() -> Iterator[Runner]:
     """start(cam, script, **source options) -> (capture, slot, source), the thread running."""
     started: list[Capture] = []
 
     def start(cam: CameraConfig, script: Iterable[Step], **source_kw: Any) -> tuple[Capture, RecordingSlot, FakeSource]:
         source = FakeSource(script, **source_kw)
-        monkeypatch.setattr(capture_mod, "make_source", lambda c, stop, spec=None: source.bind(c, stop))
         slot = RecordingSlot(source)
-        capture = Capture(cam, slot)
+        capture = Capture(cam, slot, source_factory=source.bind)
         capture.start()
         started.append(capture)
         return capture, slot, source

@@ -9,10 +9,10 @@ import logging
 
 import pytest
 
-from edge.access import GUESS_LIMIT, GUESS_WINDOW, FailedLogins
-from edge.connections import address_key, current_client
-from edge.logs import ClientLogLimiter
-from edge.server import PendingConnections
+from edge.fanout.connections import address_key
+from edge.logs import ClientLogLimiter, current_client
+from edge.server.limits import PendingConnections
+from edge.web.access import GUESS_LIMIT, GUESS_WINDOW, FailedLogins
 
 
 class Clock:
@@ -68,7 +68,7 @@ def test_failures_spread_over_more_than_a_minute_do_not_block() -> None:
 
 
 def test_failed_logins_remember_a_bounded_number_of_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("edge.access.MAX_TRACKED_ADDRESSES", 100)
+    monkeypatch.setattr("edge.web.access.MAX_TRACKED_ADDRESSES", 100)
     logins = FailedLogins(clock=Clock())
     for i in range(1000):
         logins.failed(f"10.0.{i // 250}.{i % 250}")

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from edge import devices
 from edge.config import CameraConfig
-from edge.devices import why_not_open
-from edge.sources import AUTO_DEVICE, VirtualSource, resolve_auto
+from edge.sources import AUTO_DEVICE, resolve_auto
+from edge.sources import diagnose as devices
+from edge.sources.diagnose import why_not_open
+from edge.sources.virtual import VirtualSource
 from tests.support.process import EdgeServer, StartServer
 from tests.support.status import camera_status, wait_camera_state, wait_status
 

@@ -19,22 +19,22 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import jpeg
-from edge.jpeg import (
+from edge.formats import jpeg, jpeg_stream
+from edge.formats import multipart as multipart_module
+from edge.formats.jpeg import (
     EOI,
     MIN_FRAME_BYTES,
     REASONS,
     SOI,
     STANDARD_DHT,
     InvalidFrame,
-    JpegStreamSplitter,
-    MultipartSplitter,
-    boundary_from_content_type,
     check_frame,
     has_huffman_tables,
     insert_standard_huffman_tables,
     sof_dimensions,
 )
+from edge.formats.jpeg_stream import JpegStreamSplitter
+from edge.formats.multipart import MultipartSplitter, boundary_from_content_type
 from tests.support.jpeg import segments, strip_dht
 
 # ---------------------------------------------------------------------------------------------
@@ -480,13 +480,14 @@ class CountingPattern:
 @pytest.mark.parametrize("kind", ["stream", "multipart without length"])
 def test_splitters_search_each_byte_about_once(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # Re-searching the whole buffer on every feed would be quadratic: ~2500x the frame here.
-    counter = CountingPattern(jpeg._IMAGE_MARKER)
-    monkeypatch.setattr(jpeg, "_IMAGE_MARKER", counter)
+    counter = CountingPattern(jpeg.IMAGE_MARKER)
     big = frame(640, 480, seed=30, quality=90)
     splitter: JpegStreamSplitter | MultipartSplitter
     if kind == "stream":
+        monkeypatch.setattr(jpeg_stream, "IMAGE_MARKER", counter)
         data, splitter = big, JpegStreamSplitter()
     else:
+        monkeypatch.setattr(multipart_module, "IMAGE_MARKER", counter)
         data, splitter = b"--b\r\n\r\n" + big + b"\r\n--b\r\n", MultipartSplitter(b"b")
     assert feed_all(splitter, data, "100") == [big]
     assert counter.searched < 2 * len(big)

@@ -349,10 +349,11 @@ def test_no_producer_left_after_shutdown(start_server: StartServer, tmp_path: Pa
 
 def direct_source(command: str) -> tuple[Any, threading.Event]:
     from edge.config import CameraConfig
-    from edge.mjpeg_sources import PipeSource
+    from edge.sources.pipe import PipeSource
 
     stop = threading.Event()
-    return PipeSource(CameraConfig(name="p", fps=FPS), stop, command), stop
+    cam = CameraConfig(name="p", source="pipe:" + command, fps=FPS)
+    return PipeSource(cam, stop, cam.spec), stop
 
 
 def test_source_reads_frames_counts_discards_and_stops_quickly(tmp_path: Path) -> None:

@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import capture as capture_module
 from edge.capture import Capture
+from edge.capture import capture as capture_module
 from edge.config import CameraConfig, ConfigError, parse_config
 from edge.sources import SourceError, make_placeholder
 from tests.support.config import write_config
@@ -314,9 +314,9 @@ def test_a_secret_file_is_read_again_when_the_source_reopens(tmp_path: Path) -> 
     secret = tmp_path / "pw"
     secret.write_text("first-value-1234")
     cam = CameraConfig(name="cam0", source=f"pipe:true --password ${{file:{secret}}}")
-    from edge.mjpeg_sources import PipeSource
+    from edge.sources.pipe import PipeSource
 
-    source = PipeSource(cam, threading.Event(), str(cam.source)[len("pipe:") :])
+    source = PipeSource(cam, threading.Event(), cam.spec)
     assert source.expand(f"${{file:{secret}}}") == "first-value-1234"
     secret.write_text("second-value-5678\n")
     assert source.expand(f"${{file:{secret}}}") == "second-value-5678"

@@ -1,4 +1,4 @@
-"""The viewer page (`GET /`, edge/static/) in a real browser: Debian's chromium via Playwright.
+"""The viewer page (`GET /`, edge/web/static/) in a real browser: Debian's chromium via Playwright.
 
 Every test fails on any console error or uncaught exception in the page (a Content-Security-Policy
 violation is one, see CSP_REPORTER_JS), except for the network
@@ -671,7 +671,7 @@ def test_page_keeps_to_its_content_security_policy(open_page: OpenPage, edge: Ed
 
 def test_page_assets_are_local_and_relative() -> None:
     """No CDN (the appliance is offline) and no root-absolute URL (reverse-proxy sub-paths)."""
-    static = Path(__file__).resolve().parent.parent / "edge" / "static"
+    static = Path(__file__).resolve().parent.parent / "edge" / "web" / "static"
     html = (static / "index.html").read_text()
     for text in [html] + [p.read_text() for p in static.glob("*.js")] + [p.read_text() for p in static.glob("*.css")]:
         assert not re.search(r"""(src|href)=["'](https?:)?//""", text), "external URL in the page"

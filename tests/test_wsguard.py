@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.wsguard import FLOOD_LIMIT, MAX_MESSAGE, MIN_FRAGMENT_COST, FrameGuard
+from edge.server.wsguard import FLOOD_LIMIT, MAX_MESSAGE, MIN_FRAGMENT_COST, FrameGuard
 from tests.support.attacks import masked_frame
 from tests.support.websocket import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT
 

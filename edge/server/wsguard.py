@@ -27,7 +27,7 @@ FLOOD_LIMIT = 100  # client frames per second (§5: messages; §7: frames of any
 MAX_MESSAGE = 64 * 1024  # bytes in one client message, all fragments together
 MIN_FRAGMENT_COST = 64  # what an empty fragment costs toward MAX_MESSAGE
 CLOSE_POLICY, CLOSE_TOO_BIG = 1008, 1009
-GUARD_EXTENSION = "edge.ws_frames"  # the connection's guard in the ASGI scope, for ack refunds
+
 _CONT, _TEXT, _BINARY, _CLOSE = 0x0, 0x1, 0x2, 0x8
 
 

@@ -1,4 +1,4 @@
-"""Who may see the cameras (contract §7): Host check, HTTP Basic, stream tokens, WebSocket origin.
+"""Who may see the cameras (§7): Host check, HTTP Basic, stream tokens, WebSocket origin.
 
 One ASGI middleware in front of every route, so no endpoint can forget a check. In order:
 
@@ -38,9 +38,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from .config import ServerConfig
-from .connections import address_key
-from .logs import client_log
+from ..config import ServerConfig
+from ..fanout.connections import address_key
+from ..logs import client_log
 
 # Exact paths and one prefix that ends with a slash: "/healthzX" or "/staticfoo" are not open.
 OPEN_PATHS = ("/healthz", "/readyz")

@@ -14,10 +14,11 @@ from __future__ import annotations
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from .broadcast import Subscriber
-from .connections import Connection, StreamKind
-from .slot import Frame, Framing
-from .state import Camera, EdgeState
+from ..fanout.broadcast import Subscriber
+from ..fanout.connections import Connection, StreamKind
+from ..fanout.slot import Frame, Payload
+from .camera import Camera
+from .state import EdgeState
 from .stream import GONE, Ending, Stream
 
 BOUNDARY = "edgeframe"
@@ -31,20 +32,13 @@ PREAMBLE = b"--" + BOUNDARY.encode() + b"\r\n"
 _TAIL = b"\r\n--" + BOUNDARY.encode() + b"\r\n"
 
 
-def part(frame: Frame) -> tuple[bytes, int]:
-    """The multipart part, boundary after it: a close-delimited (HTTP/1.0) body's bytes."""
+def part(frame: Frame) -> bytes:
+    """The multipart part of a frame, boundary after it (§4)."""
     head = b"Content-Type: image/jpeg\r\nContent-Length: %d\r\nX-Timestamp: %.6f\r\n\r\n" % (
         len(frame.jpeg),
         frame.timestamp,
     )
-    data = head + frame.jpeg + _TAIL
-    return data, len(data)
-
-
-def chunk(frame: Frame) -> tuple[bytes, int]:
-    """The part as one HTTP/1.1 chunk."""
-    data, size = frame.framed(part)
-    return b"%x\r\n%b\r\n" % (size, data), size
+    return head + frame.jpeg + _TAIL
 
 
 class MJPEGResponse(Response):
@@ -84,9 +78,8 @@ class MJPEGStream(Stream):
         await self.send({"type": "http.response.body", "body": PREAMBLE, "more_body": True})
         return True
 
-    def framing(self) -> Framing:
-        # HTTP/1.0 knows no chunks: server.py makes such a body close-delimited.
-        return part if self.scope["http_version"] == "1.0" else chunk
+    def payload(self) -> Payload:
+        return part
 
     async def watch(self, sub: Subscriber) -> Ending:
         # Some servers' send() to a vanished client just returns, so a loop that only sends

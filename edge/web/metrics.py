@@ -7,20 +7,20 @@ histograms are observed as events happen.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .capture import State
-from .connections import StreamKind
-
-if TYPE_CHECKING:
-    from .state import EdgeState
+from ..capture import State
+from ..fanout.connections import Registry, StreamKind
+from .camera import Camera
 
 KINDS = tuple(StreamKind)
+# A `*_created` series per counter and histogram doubles the exposition for a timestamp no
+# dashboard of a camera uses.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class Metrics:
@@ -41,20 +41,22 @@ class Metrics:
             registry=self.registry,
         )
 
-    def bind(self, state: EdgeState) -> None:
-        self.registry.register(_StateCollector(state))
+    def bind(self, cameras: Mapping[str, Camera], streams: Registry) -> None:
+        self.registry.register(_StateCollector(cameras, streams))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
 class _StateCollector(Collector):
-    def __init__(self, state: EdgeState) -> None:
-        self.state = state
+    def __init__(self, cameras: Mapping[str, Camera], streams: Registry) -> None:
+        self.cameras = cameras
+        self.streams = streams
 
     def collect(self) -> Iterator[Metric]:
-        state = self.state
-        captured = CounterMetricFamily("edge_frames_captured", "Real frames captured and encoded.", labels=["camera"])
+        captured = CounterMetricFamily(
+            "edge_frames_captured", "Real (not placeholder) frames, passed through or encoded.", labels=["camera"]
+        )
         up = GaugeMetricFamily("edge_camera_streaming", "1 while the camera delivers real frames.", labels=["camera"])
         fps = GaugeMetricFamily("edge_camera_fps", "Measured capture rate.", labels=["camera"])
         sent = CounterMetricFamily("edge_frames_sent", "Frames sent to clients.", labels=["camera", "kind"])
@@ -71,7 +73,7 @@ class _StateCollector(Collector):
         passthrough = GaugeMetricFamily(
             "edge_camera_passthrough", "1 when the camera's own JPEG is sent as it is.", labels=["camera"]
         )
-        for cam in state.cameras.values():
+        for cam in self.cameras.values():
             capture = cam.capture
             captured.add_metric([cam.name], capture.frames_captured)
             up.add_metric([cam.name], 1.0 if capture.state is State.STREAMING else 0.0)
@@ -81,12 +83,12 @@ class _StateCollector(Collector):
             for reason, count in dict(capture.frames_invalid).items():
                 invalid.add_metric([cam.name, reason], count)
             for kind in KINDS:
-                totals = state.registry.totals_for(cam.name, kind)
+                totals = self.streams.totals_for(cam.name, kind)
                 sent.add_metric([cam.name, kind.value], totals.frames_sent)
                 dropped.add_metric([cam.name, kind.value], totals.frames_dropped)
                 sent_bytes.add_metric([cam.name, kind.value], totals.bytes_sent)
                 streams.add_metric([cam.name, kind.value], totals.streams)
         clients = GaugeMetricFamily("edge_clients", "Open stream connections.", labels=["kind"])
         for kind in KINDS:
-            clients.add_metric([kind.value], state.registry.count(kind))
+            clients.add_metric([kind.value], self.streams.count(kind))
         yield from (captured, up, fps, sent, dropped, sent_bytes, streams, invalid, idle, passthrough, clients)

@@ -1,11 +1,11 @@
-"""The WebSocket frame channel (contract §5): binary frames, per-connection settings, acks.
+"""The WebSocket frame channel (§5): binary frames, per-connection settings, acks.
 
-Frames go out from the camera's broadcast as complete server-to-client binary messages,
-framed here once per frame for every WebSocket viewer: the header (FIN + binary opcode and
-the payload length; server frames are not masked), then 8 bytes of sequence number, 8 of
-capture time, and the JPEG. The connection's task only reads: settings and acks, and answers
-to malformed messages. Floods are closed below it, frame by frame, before any parsing
-(``wsguard.py``, fed by ``server.py``); the task credits back one ack per frame sent.
+Frames go out from the camera's broadcast as complete server-to-client binary messages whose
+payload is made here once per frame for every WebSocket viewer (:func:`payload`: 8 bytes of
+sequence number, 8 of capture time, the JPEG); the message header around it is written by the
+server adapter (``server/wire.py``). The connection's task only reads: settings and acks, and
+answers to malformed messages. Floods are closed below it, frame by frame, before any parsing
+(``server/wsguard.py``); the task credits back one ack per frame sent (:class:`FrameCounter`).
 """
 
 from __future__ import annotations
@@ -14,38 +14,40 @@ import json
 import logging
 import struct
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from starlette import status
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from .broadcast import Subscriber, fps_cap_error, wire_of
-from .connections import Connection, StreamKind
-from .logs import client_log
-from .slot import Frame, Framing
-from .state import Camera, EdgeState
+from ..fanout.broadcast import Subscriber, fps_cap_error
+from ..fanout.connections import Connection, StreamKind
+from ..fanout.slot import Frame, Payload
+from ..fanout.wire import wire_of
+from ..logs import client_log
+from .camera import Camera
+from .state import EdgeState
 from .stream import GONE, Ending, Stream
-from .wsguard import GUARD_EXTENSION, FrameGuard
 
 log = logging.getLogger("edge.websocket")
 
 CLOSE_TIMEOUT = 2.0
 _PREFIX = struct.Struct(">Qd")
-_BINARY = 0x82  # FIN + opcode 2
+# The scope extension under which the server adapter offers the connection's frame counter.
+FRAMES_EXTENSION = "edge.ws_frames"
 
 
-def message(frame: Frame) -> tuple[bytes, int]:
-    """The frame as one complete binary WebSocket message (RFC 6455 §5.2)."""
-    size = _PREFIX.size + len(frame.jpeg)
-    if size < 126:
-        header = bytes((_BINARY, size))
-    elif size < 1 << 16:
-        header = struct.pack(">BBH", _BINARY, 126, size)
-    else:
-        header = struct.pack(">BBQ", _BINARY, 127, size)
-    return header + _PREFIX.pack(frame.seq, frame.timestamp) + frame.jpeg, size
+class FrameCounter(Protocol):
+    """The adapter's count of the client's frames (``server/wsguard.py``)."""
+
+    def refund(self) -> None:
+        """Uncount one frame: an ack the handler let through for free."""
+
+
+def payload(frame: Frame) -> bytes:
+    """A frame's binary message body (§5): sequence number, capture time, JPEG."""
+    return _PREFIX.pack(frame.seq, frame.timestamp) + frame.jpeg
 
 
 class PolicyViolation(Exception):
@@ -70,8 +72,7 @@ class WebSocketStream(Stream):
         self.conn: Connection | None = None
         self.sub: Subscriber | None = None
         self.last_free_ack = 0  # seq of the last ack let through without counting
-        guard = websocket.scope.get("extensions", {}).get(GUARD_EXTENSION)
-        self.guard: FrameGuard | None = guard
+        self.frames: FrameCounter | None = websocket.scope.get("extensions", {}).get(FRAMES_EXTENSION)
 
     async def refuse(self, message: str) -> None:
         await self.ws.accept()
@@ -96,8 +97,8 @@ class WebSocketStream(Stream):
         await self.ws.send_text(json.dumps(hello))
         return True
 
-    def framing(self) -> Framing:
-        return message
+    def payload(self) -> Payload:
+        return payload
 
     async def watch(self, sub: Subscriber) -> Ending:
         self.sub = sub
@@ -137,8 +138,8 @@ class WebSocketStream(Stream):
         assert self.conn is not None
         if self.last_free_ack < seq <= self.conn.last_seq:
             self.last_free_ack = seq
-            if self.guard is not None:
-                self.guard.refund()
+            if self.frames is not None:
+                self.frames.refund()
 
     def _apply_ack(self, msg: dict[str, Any]) -> str | None:
         conn, sub = self.conn, self.sub

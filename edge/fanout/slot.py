@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 class Frame:
     """One encoded frame.
 
-    ``wire`` caches the frame's bytes as each writer frames them (an MJPEG chunk, a WebSocket
-    message): built by the first connection that needs them, on the event loop, and shared by
-    every other connection. The formats themselves live with their writers.
+    ``wire`` caches the frame's bytes as each kind of connection frames them (an MJPEG part in
+    an HTTP/1.1 chunk, a WebSocket message): built by the first connection that needs them, on
+    the event loop, and shared by every other connection. The payload formats live with their
+    writers (``web/``), the transport framing with the server adapter (``server/wire.py``).
     """
 
     seq: int
@@ -40,7 +41,10 @@ class Frame:
         return data
 
 
+#: A frame as one kind of connection sends it: (the bytes to write, the payload's size).
 Framing = Callable[[Frame], tuple[bytes, int]]
+#: A writer's payload for a frame (a multipart part, a WebSocket message's body).
+Payload = Callable[[Frame], bytes]
 
 
 FrameListener = Callable[[Frame], None]

@@ -1,7 +1,7 @@
 """One stream's life, MJPEG and WebSocket alike: admit, register, subscribe, watch, end.
 
-The two kinds differ only in how a frame is framed on the wire and in what the client may
-say (``mjpeg.py``, ``websocket.py``). Everything else is here, once: the capacity checks, the
+The two kinds differ only in what they send for a frame and in what the client may say
+(``mjpeg.py``, ``websocket.py``). Everything else is here, once: the capacity checks, the
 registry entry and its log lines, keeping an idle camera awake, the camera's broadcast,
 noticing that the peer left, and ending on shutdown or when the broadcast gives up on a
 client that stopped reading.
@@ -19,11 +19,13 @@ from typing import ClassVar
 import anyio
 from starlette.types import Receive, Scope, Send
 
-from .broadcast import Subscriber, wire_of
-from .connections import Connection, StreamKind, address_of
-from .logs import client_log
-from .slot import Framing
-from .state import Camera, EdgeState
+from ..fanout.broadcast import Subscriber
+from ..fanout.connections import Connection, StreamKind, address_of
+from ..fanout.slot import Payload
+from ..fanout.wire import wire_of
+from ..logs import client_log
+from .camera import Camera
+from .state import EdgeState
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,8 @@ class Stream(abc.ABC):
         with registry.open(self.kind, camera.name, self.scope) as conn, camera.watch(conn):
             if not await self.start(conn):
                 return
-            sub = Subscriber(conn, wire, self.framing(), registry.totals_for(camera.name, self.kind))
+            framing = wire.frame(self.payload())  # the payload in this connection's transport framing
+            sub = Subscriber(conn, wire, framing, registry.totals_for(camera.name, self.kind))
             camera.broadcast.add(sub)
             try:
                 ending = await self._until_the_end(conn, sub)
@@ -90,8 +93,8 @@ class Stream(abc.ABC):
         """Open the stream (response head / handshake and hello); ``False``: nothing follows."""
 
     @abc.abstractmethod
-    def framing(self) -> Framing:
-        """How this connection's frames look on the wire (built once per frame and framing)."""
+    def payload(self) -> Payload:
+        """What this kind of stream sends for a frame (built once per frame for all of them)."""
 
     @abc.abstractmethod
     async def watch(self, sub: Subscriber) -> Ending:

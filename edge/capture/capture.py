@@ -1,10 +1,9 @@
 """One thread per camera: read, check or encode once, publish; idle without viewers; reconnect.
 
 The thread is the only place that touches the source and the encoder, so viewers cost
-the camera nothing: a hundred viewers and none cost the same capture work. Where the
-camera already delivers JPEG it is passed through as it is (checked, never decoded),
-which is what a C streamer does; edge decodes and encodes only when the config asks for
-something the camera's JPEG is not (another size, a rotation, a flip, ``passthrough: never``).
+the camera nothing: a hundred viewers and none cost the same capture work. What happens to a
+frame between the source and the slot (passed through, or decoded, transformed and encoded)
+is ``process.py``'s.
 
 With nobody watching (no stream, no snapshot for ``idle_after`` seconds) the camera idles:
 the virtual camera and files stop producing, devices, pipes and streams are still drained
@@ -25,14 +24,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-import cv2
-import numpy as np
-
-from .config import CameraConfig
-from .jpeg import REASONS, InvalidFrame, check_frame, sof_dimensions
-from .redact import redact_source
-from .slot import Frame, FrameSlot
-from .sources import Captured, Source, SourceError, make_placeholder, make_source, resolve_auto
+from ..config import CameraConfig, SourceKind
+from ..fanout.slot import Frame, FrameSlot
+from ..redact import redact_source
+from ..sources import Captured, Source, SourceError, make_placeholder, make_source, resolve_auto
+from .process import FrameProcessor
 
 log = logging.getLogger("edge.capture")
 
@@ -41,9 +37,7 @@ BACKOFF_MAX = 10.0
 PLACEHOLDER_PERIOD = 1.0
 FPS_WINDOW = 2.0  # seconds of frames the measured rate is averaged over
 IDLE_CHECK = 1.0  # an idle paused source looks at its stop/wake event at least this often
-INVALID_LOG_EVERY = 10.0  # seconds between log lines about dropped invalid frames
-_ROTATIONS = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
-_FLIPS = {"horizontal": 1, "vertical": 0}
+SourceFactory = Callable[[CameraConfig, threading.Event], Source]
 
 
 class State(enum.StrEnum):
@@ -61,34 +55,26 @@ class Capture:
         cam: CameraConfig,
         slot: FrameSlot | None = None,
         on_encode: Callable[[float], None] | None = None,
+        source_factory: SourceFactory | None = None,
     ) -> None:
         self.cam = cam
         self.slot = slot or FrameSlot()
         self.state = State.STARTING
         self.frames_captured = 0
         self.frames_same_dropped = 0
-        # Every reason exists from the start: the metrics collector copies this dict from
-        # another thread, and a dict must not grow while it is copied.
-        self.frames_invalid: dict[str, int] = dict.fromkeys(REASONS, 0)
         self.last_real_frame = 0.0  # time.monotonic() of the last real (not placeholder) frame
         self.frames_since_open = 0
-        self.width = cam.width
-        self.height = cam.height
-        self.passthrough = False
-        self.processing = "not started"  # how frames are made, and why (status, log)
+        self.process = FrameProcessor(cam, on_encode)
         self.problem: str | None = None  # why the source is down, or why `auto` fell back
         self.idle = False
         self.viewers = 0  # open streams; changed on the event loop, read here
         self._last_demand = time.monotonic()
-        self._on_encode = on_encode
+        self._make_source = source_factory
         self._stop = threading.Event()
         self._wake = threading.Event()  # set by demand() and request_stop()
         self._source: Source | None = None
-        self._expect: tuple[int, int] | None = None  # (width, height) every passed-through frame must have
-        self._decided = False
         self._last_jpeg = b""
         self._same_run = 0
-        self._last_invalid_log = 0.0
         self._recent: collections.deque[float] = collections.deque(maxlen=256)
         self._streaming_since = 0.0
         self._thread = threading.Thread(target=self._run, name=f"capture-{cam.name}", daemon=True)
@@ -138,14 +124,34 @@ class Capture:
     # -- what status and readiness report --------------------------------------------
 
     @property
+    def width(self) -> int:
+        return self.process.width
+
+    @property
+    def height(self) -> int:
+        return self.process.height
+
+    @property
+    def passthrough(self) -> bool:
+        return self.process.passthrough
+
+    @property
+    def processing(self) -> str:
+        return self.process.processing
+
+    @property
+    def frames_invalid(self) -> dict[str, int]:
+        return self.process.frames_invalid
+
+    @property
     def source_description(self) -> str:
         if self._source is not None:
             return self._source.description
-        return redact_source(self.cam.source)
+        return redact_source(self.cam.spec.text)
 
     @property
     def source_kind(self) -> str:
-        return self._source.kind if self._source is not None else "unknown"
+        return str(self._source.kind) if self._source is not None else "unknown"
 
     def measured_fps(self) -> float:
         """Real frames per second over the last :data:`FPS_WINDOW` seconds (0 when none arrive).
@@ -196,13 +202,15 @@ class Capture:
 
     def _open_source(self) -> None:
         self.frames_since_open = 0
-        self._decided = False
-        self._expect = None
+        self.process.reset()
         if self._source is None:
-            if self.cam.source == "auto":
+            if self._make_source is not None:
+                self._source = self._make_source(self.cam, self._stop)
+            elif self.cam.spec.kind is SourceKind.AUTO:
                 self._source, self.problem = resolve_auto(self.cam, self._stop)  # opens it
                 return
-            self._source = make_source(self.cam, self._stop)
+            else:
+                self._source = make_source(self.cam, self._stop)
         self._source.open()
 
     def _stream(self) -> None:
@@ -234,14 +242,17 @@ class Capture:
                 self.idle = False
                 log.info("%s: a viewer arrived; processing frames again", self.cam.name)
                 source.resume()
+                # A paused source delivered nothing while idle: that was no stall. Without this,
+                # the first broken frame after waking would restart the source.
+                last_good = time.monotonic()
             if captured is None:
                 captured = source.read()
                 if captured is None or self._stop.is_set():
                     return
             discarded = source.take_discarded()
             if discarded:
-                self._invalid("truncated", "cut short in the source's byte stream", discarded)
-            jpeg = self._frame_of(captured, source)
+                self.process.invalid("truncated", "cut short in the source's byte stream", discarded)
+            jpeg = self.process.frame(captured, source)
             now = time.monotonic()
             if jpeg is None:
                 if now - last_good > source.stall_timeout:
@@ -259,98 +270,11 @@ class Capture:
                 )
                 self.state = State.STREAMING
                 self._streaming_since = now
-                if self.cam.source != "auto":
+                if self.cam.spec.kind is not SourceKind.AUTO:
                     self.problem = None
             self._count_real(now)
             if not self._repeats(jpeg):
                 self._publish(jpeg, placeholder=False)
-
-    def _frame_of(self, captured: Captured, source: Source) -> bytes | None:
-        """The JPEG to publish for what the source handed over, or ``None`` to drop it."""
-        if captured.jpeg is not None:
-            try:
-                jpeg = check_frame(captured.jpeg, self._expect)
-            except InvalidFrame as exc:
-                self._invalid(exc.reason, str(exc))
-                return None
-            if not self._decided:
-                self._decide(source, sof_dimensions(jpeg))
-            if self.passthrough:
-                return jpeg
-            image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-            if image is None:
-                self._invalid("corrupt", "the decoder rejected it")
-                return None
-        else:
-            image = captured.image
-            assert image is not None
-            if not self._decided:
-                self._decide(source, (image.shape[1], image.shape[0]))
-        return self._encode(self._transform(image))
-
-    def _decide(self, source: Source, size: tuple[int, int] | None) -> None:
-        """Pass the camera's JPEG through, or decode and encode: once per opening of the source."""
-        cam = self.cam
-        width, height = size or (source.width, source.height)
-        self._expect = (width, height)
-        if cam.passthrough == "never":
-            why = "passthrough: never"
-        elif not source.gives_jpeg:
-            why = "the virtual camera draws its frames" if source.kind == "virtual" else "the source gives no JPEG"
-            if cam.passthrough == "always":
-                raise SourceError(f"passthrough: always, but {source.description} gives no JPEG; use passthrough: auto")
-        elif cam.rotate:
-            why = f"rotate: {cam.rotate}"
-        elif cam.flip != "none":
-            why = f"flip: {cam.flip}"
-        elif cam.size_given and (width, height) != (cam.width, cam.height):
-            why = f"resizing {width}x{height} to {cam.width}x{cam.height}"
-            if cam.passthrough == "always":
-                raise SourceError(
-                    f"passthrough: always, but the source gives {width}x{height}, not the configured "
-                    f"{cam.width}x{cam.height}; change width/height or use passthrough: auto"
-                )
-        else:
-            why = ""
-        self.passthrough = not why
-        self.processing = "passthrough (the camera's own JPEG)" if self.passthrough else f"encoding ({why})"
-        if self.passthrough:
-            self.width, self.height = width, height
-        else:
-            out_w, out_h = (height, width) if cam.rotate in (90, 270) else (width, height)
-            self.width, self.height = (cam.width, cam.height) if cam.size_given else (out_w, out_h)
-        self._decided = True
-
-    def _transform(self, image: np.ndarray) -> np.ndarray:
-        cam = self.cam
-        if cam.rotate:
-            image = cv2.rotate(image, _ROTATIONS[cam.rotate])
-        if cam.flip != "none":
-            image = cv2.flip(image, _FLIPS[cam.flip])
-        if (image.shape[1], image.shape[0]) != (self.width, self.height):
-            image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
-        return image
-
-    def _encode(self, image: np.ndarray) -> bytes | None:
-        started = time.perf_counter()
-        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.cam.quality])
-        elapsed = time.perf_counter() - started
-        jpeg = buf.tobytes() if ok else b""
-        # Never hand viewers a broken frame: the contract promises complete JPEGs.
-        if not jpeg.startswith(b"\xff\xd8") or not jpeg.endswith(b"\xff\xd9"):
-            log.warning("%s: dropped a frame the encoder could not turn into a JPEG", self.cam.name)
-            return None
-        if self._on_encode is not None:
-            self._on_encode(elapsed)
-        return jpeg
-
-    def _invalid(self, reason: str, detail: str, count: int = 1) -> None:
-        self.frames_invalid[reason] = self.frames_invalid.get(reason, 0) + count
-        now = time.monotonic()
-        if now - self._last_invalid_log >= INVALID_LOG_EVERY:
-            self._last_invalid_log = now
-            total = sum(self.frames_invalid.values())
-            log.warning("%s: dropped a broken frame (%s: %s); %d so far", self.cam.name, reason, detail, total)
 
     def _repeats(self, jpeg: bytes) -> bool:
         """``drop_same_frames``: the frame equals the last one sent, and fewer than N were skipped."""
@@ -389,7 +313,7 @@ class Capture:
         while not self._stop.is_set():
             if not self._idle_now():
                 image = make_placeholder(self.width, self.height, self.cam.name, reason)
-                jpeg = self._encode(image)
+                jpeg = self.process.encode(image)
                 if jpeg is not None:
                     self._publish(jpeg, placeholder=True)
             remaining = deadline - time.monotonic()

@@ -6,38 +6,15 @@ globals, so two apps (two test servers) can live in one process.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .broadcast import Broadcast
-from .capture import Capture
-from .config import CameraConfig, Config
-from .connections import Connection, Registry, StreamKind
+from ..capture import Capture
+from ..config import Config
+from ..fanout.broadcast import Broadcast
+from ..fanout.connections import Registry, StreamKind
+from .camera import Camera
 from .metrics import Metrics
-
-
-@dataclass
-class Camera:
-    config: CameraConfig
-    capture: Capture
-    broadcast: Broadcast
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @contextlib.contextmanager
-    def watch(self, conn: Connection) -> Iterator[None]:
-        """Keep the camera awake while ``conn`` streams. A camera that was idle has only a stale
-        frame in its slot: the stream starts after it, with a frame captured after it arrived."""
-        capture = self.capture
-        latest = capture.slot.latest
-        if capture.idle and latest is not None:
-            conn.last_seq = latest.seq
-        with capture.watching():
-            yield
 
 
 @dataclass
@@ -59,7 +36,7 @@ class EdgeState:
             cameras[cam.name] = Camera(cam, capture, broadcast)
         registry = Registry(config.server.max_clients, config.server.max_streams_per_address)
         state = cls(config, cameras, registry, metrics)
-        metrics.bind(state)
+        metrics.bind(cameras, registry)
         return state
 
     def camera(self, name: str | None = None) -> Camera | None:

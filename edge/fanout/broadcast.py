@@ -1,18 +1,19 @@
 """Hands each new frame to every viewer of a camera: one loop callback, one write per viewer.
 
 A frame reaches the event loop once (``slot.py``); :meth:`Broadcast.on_frame` then walks the
-camera's subscribers and writes the frame's bytes, framed once per frame by each writer
-(``mjpeg.py``, ``websocket.py``), straight to every connection that can take it now and is
-due a frame. No task, future or ASGI message per viewer per frame: that machinery, not the
+camera's subscribers and writes the frame's bytes, framed once per frame for each kind of
+connection (the payload by its writer, ``web/mjpeg.py`` or ``web/websocket.py``; the transport
+framing by the server adapter, see ``wire.py``), straight to every connection that can take it
+now and is due a frame. No task, future or ASGI message per viewer per frame: that machinery, not the
 socket writes, is what cost a Python streamer twice a C one.
 
-Bounded backlog, the mechanism (contract §4). Three layers could hold stale frames for a
+Bounded backlog, the mechanism (§4 of ``docs/interface.md``). Three layers could hold stale frames for a
 client that stopped reading, and each is capped:
 
 * the kernel send buffer: the listening socket sets ``TCP_NOTSENT_LOWAT`` (inherited by
   accepted sockets), so the kernel stops taking bytes once a few KiB are unsent, while the
   congestion window still grows for fast clients;
-* the transport buffer: its high-water mark is 0 (``server.py``), so any byte the kernel
+* the transport buffer: its high-water mark is 0 (``edge/server``), so any byte the kernel
   refused pauses the connection (:attr:`Wire.paused`), leaving at most the rest of one frame;
 * the broadcast itself: a paused connection is skipped, and when it resumes it is handed the
   newest frame (:meth:`Broadcast.resumed`), never the ones it missed.
@@ -31,14 +32,12 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable
-from typing import Protocol
 
 from prometheus_client import Histogram
-from starlette.types import Scope
 
 from .connections import Connection, StreamKind, Totals
 from .slot import Frame, FrameSlot, Framing
+from .wire import Wire
 
 # A per-client cap below this is no stream any more (one frame every 100 s); it also keeps
 # the cap arithmetic finite for absurd values such as 5e-324.
@@ -56,31 +55,6 @@ def fps_cap_error(fps: float, camera_fps: float) -> str | None:
         shown = f"{value:g}" if math.isfinite(value) else "a number out of range"
         return f"must be between {MIN_FPS_CAP:g} and the camera's {camera_fps:g} fps, got {shown}"
     return None
-
-
-class Wire(Protocol):
-    """A connection's transport as the broadcast uses it (``server.py`` makes them)."""
-
-    paused: bool  # the transport holds unsent bytes: the client is not keeping up
-    paused_at: float  # time.monotonic() when it last paused
-    paused_left: int  # bytes it held then
-    on_resume: Callable[[], None] | None
-
-    def write(self, data: bytes) -> None: ...
-    def closing(self) -> bool: ...
-    def buffered(self) -> int: ...
-    def abort(self) -> None: ...
-
-
-WIRE_EXTENSION = "edge.wire"
-
-
-def wire_of(scope: Scope) -> Wire:
-    """The connection's :class:`Wire`, which edge's server (``server.py``) puts in the scope."""
-    wire = scope.get("extensions", {}).get(WIRE_EXTENSION)
-    if wire is None:
-        raise RuntimeError("edge streams need edge's own server (python -m edge): no transport in the scope")
-    return wire  # type: ignore[no-any-return]
 
 
 class Subscriber:

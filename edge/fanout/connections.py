@@ -1,16 +1,15 @@
-"""Per-connection state, the registry of open streams, and the contextvar naming the connection.
+"""Per-connection state and the registry of open streams.
 
 Each stream has one :class:`Connection` object that only its own task mutates (what a
-thread-per-client server would keep in ``threading.local``), and a ``contextvars`` variable
-set inside that task makes every log line written while serving it name it, with no
-connection object passed down to the code that logs.
+thread-per-client server would keep in ``threading.local``); the registry sets the logging
+context variables (``edge/logs.py``) inside that task, so every log line written while serving
+it names it, with no connection object passed down to the code that logs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextvars
 import enum
 import ipaddress
 import itertools
@@ -24,10 +23,7 @@ from typing import Any
 import anyio
 from starlette.types import Scope
 
-current_connection: contextvars.ContextVar[str] = contextvars.ContextVar("edge_connection", default="-")
-# The client address (its address_key) of the stream being served: what the client log limiter
-# counts a line against (logs.py).
-current_client: contextvars.ContextVar[str] = contextvars.ContextVar("edge_client", default="-")
+from ..logs import current_client, current_connection
 
 log = logging.getLogger("edge.connections")
 
@@ -35,14 +31,6 @@ log = logging.getLogger("edge.connections")
 class StreamKind(enum.StrEnum):
     MJPEG = "mjpeg"
     WEBSOCKET = "websocket"
-
-
-class ConnectionFilter(logging.Filter):
-    """Stamps each log record with the id of the connection being served (``-`` if none)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.conn = current_connection.get()
-        return True
 
 
 @dataclass(eq=False)
@@ -60,9 +48,9 @@ class Connection:
     frames_dropped: int = 0
     bytes_sent: int = 0
     last_seq: int = 0  # camera sequence number of the last frame sent
-    # The stream's frame loop runs inside this scope; cancelling it (shutdown) ends the stream
-    # cleanly. It exists from registration on, so a stop that comes before the loop starts is
-    # not lost: a scope cancelled before it is entered cancels on entry.
+    # The stream's wait for its end runs inside this scope; cancelling it (shutdown) ends the
+    # stream cleanly. It exists from registration on, so a stop that comes before the wait starts
+    # is not lost: a scope cancelled before it is entered cancels on entry.
     pumping: anyio.CancelScope = field(default_factory=anyio.CancelScope, repr=False)
 
     def as_status(self) -> dict[str, Any]:
@@ -194,7 +182,7 @@ class Registry:
 
 def address_of(scope: Scope) -> str:
     """What per-address limits count the client as: its :func:`address_key` (the forwarded
-    address behind a trusted proxy: see ``server.py``)."""
+    address behind a trusted proxy: see ``edge/server``)."""
     client = scope.get("client")
     return address_key(str(client[0])) if client else "unknown"
 

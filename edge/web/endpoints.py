@@ -1,0 +1,120 @@
+"""What a viewer asks for: the page, a camera's stream, snapshot and WebSocket (§3)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from importlib import resources
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.websockets import WebSocket
+
+from ..fanout.broadcast import fps_cap_error
+from .camera import Camera
+from .mjpeg import MJPEGResponse
+from .state import EdgeState
+from .websocket import serve_websocket
+
+WAKE_WAIT = 3.0  # how long a snapshot waits for an idle camera's first fresh frame
+
+
+class BadRequest(Exception):
+    """A request edge answers with ``status`` and a JSON ``{"error": message}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def state_of(request: Request | WebSocket) -> EdgeState:
+    state: EdgeState = request.app.state.edge
+    return state
+
+
+def camera_of(request: Request) -> Camera:
+    name = request.path_params.get("cam")
+    camera = state_of(request).camera(name)
+    if camera is None:
+        raise BadRequest(404, f"unknown camera {name!r}")
+    return camera
+
+
+def fps_cap(request: Request, camera: Camera) -> float | None:
+    raw = request.query_params.get("fps")
+    if raw is None or raw == "":
+        return None
+    try:
+        fps = float(raw)
+    except ValueError:
+        raise BadRequest(400, f"fps must be a number, got {raw!r}") from None
+    error = fps_cap_error(fps, camera.config.fps)
+    if error:
+        raise BadRequest(400, f"fps {error}")
+    return fps
+
+
+async def page(request: Request) -> Response:
+    action = request.query_params.get("action")
+    if action == "stream":  # mjpg-streamer compatible URLs
+        return await stream(request)
+    if action == "snapshot":
+        return await snapshot(request)
+    if action is not None:
+        raise BadRequest(400, f"unknown action {action!r}; expected 'stream' or 'snapshot'")
+    mode = request.query_params.get("mode", "auto")
+    if mode not in ("auto", "mjpeg", "ws"):
+        raise BadRequest(400, f"mode must be auto, mjpeg or ws, got {mode!r}")
+    return HTMLResponse(_index_html(), headers={"Cache-Control": "no-cache"})
+
+
+@functools.cache
+def _index_html() -> str:
+    return resources.files("edge.web").joinpath("static/index.html").read_text(encoding="utf-8")
+
+
+async def stream(request: Request) -> Response:
+    camera = camera_of(request)
+    return MJPEGResponse(state_of(request), camera, fps_cap(request, camera))
+
+
+async def snapshot(request: Request) -> Response:
+    """The latest frame; for a camera that was idle, a frame captured after the request came
+    (§8), or 503 if the camera sends none within :data:`WAKE_WAIT` seconds."""
+    camera = camera_of(request)
+    capture = camera.capture
+    frame = capture.slot.latest
+    idle = capture.idle
+    capture.demand()  # a snapshot keeps the camera awake for idle_after, like a viewer
+    if idle and frame is not None:
+        # The slot holds the frame from before the camera idled: wait for a fresh one.
+        try:
+            frame = await asyncio.wait_for(capture.slot.wait_newer(frame.seq), WAKE_WAIT)
+        except TimeoutError:
+            return JSONResponse(
+                {"error": f"camera {camera.name!r} was idle and sent no new frame within {WAKE_WAIT:g} s; try again"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+    if frame is None:
+        return JSONResponse(
+            {"error": f"camera {camera.name!r} has no frame yet; try again in a second"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(frame.timestamp))
+    headers = {
+        "X-Timestamp": f"{frame.timestamp:.6f}",
+        "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0",
+        "Content-Disposition": f'inline; filename="{camera.name}-{stamp}.jpg"',
+    }
+    if frame.placeholder:
+        headers["X-Placeholder"] = "1"
+    return Response(frame.jpeg, media_type="image/jpeg", headers=headers)
+
+
+async def websocket(ws: WebSocket) -> None:
+    state = state_of(ws)
+    await serve_websocket(ws, state, state.camera(ws.path_params.get("cam")))

@@ -1,0 +1,88 @@
+"""What the appliance says about itself: ``/api/status`` (§6), ``/healthz``, ``/readyz``, ``/metrics``."""
+
+from __future__ import annotations
+
+import resource
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .. import __version__
+from ..capture import State
+from ..redact import redact_source
+from .camera import Camera
+from .endpoints import state_of
+from .state import EdgeState
+
+
+async def status(request: Request) -> Response:
+    state = state_of(request)
+    server = state.config.server
+    cameras = [camera_status(state, cam) for cam in state.cameras.values()]
+    body = {
+        "version": __version__,
+        "uptime_s": round(time.monotonic() - state.started, 1),
+        "clients_total": len(state.registry),
+        "max_clients": state.registry.max_clients,
+        "max_streams_per_address": state.registry.max_per_address,
+        "open_files_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        "access": {
+            "auth": server.auth is not None,
+            "tokens": server.tokens_file is not None,
+            "tls": server.tls is not None,
+        },
+        "cameras": cameras,
+    }
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+def camera_status(state: EdgeState, cam: Camera) -> dict[str, Any]:
+    capture = cam.capture
+    spec = cam.config.spec
+    return {
+        "name": cam.name,
+        "source": capture.source_description,
+        "source_kind": capture.source_kind,
+        "configured_source": spec.target if isinstance(spec.target, int) else redact_source(spec.text),
+        "state": capture.state.value,
+        "problem": capture.problem,
+        "passthrough": capture.passthrough,
+        "processing": capture.processing,
+        "idle": capture.idle,
+        "width": capture.width,
+        "height": capture.height,
+        "fps": round(capture.measured_fps(), 2),
+        "configured_fps": cam.config.fps,
+        "frames_captured": capture.frames_captured,
+        "frames_invalid": sum(capture.frames_invalid.values()),
+        "frames_same_dropped": capture.frames_same_dropped,
+        "clients": [conn.as_status() for conn in state.registry.for_camera(cam.name)],
+    }
+
+
+async def healthz(request: Request) -> Response:
+    dead = [cam.name for cam in state_of(request).cameras.values() if not cam.capture.alive]
+    if dead:
+        return JSONResponse({"status": "unhealthy", "reason": f"capture thread not running: {', '.join(dead)}"}, 503)
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    now = time.monotonic()
+    problems = []
+    for cam in state_of(request).cameras.values():
+        window = max(2.0, 3.0 / cam.config.fps)
+        capture = cam.capture
+        if capture.idle and capture.state is State.STREAMING:
+            continue  # idle on purpose: the source is fine, nobody is watching
+        if capture.state is not State.STREAMING or now - capture.last_real_frame > window:
+            problems.append(f"{cam.name}: no real frame in the last {window:g} s (state {capture.state.value})")
+    if problems:
+        return JSONResponse({"status": "not ready", "reason": "; ".join(problems)}, 503)
+    return JSONResponse({"status": "ready"})
+
+
+async def metrics(request: Request) -> Response:
+    return Response(state_of(request).metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
