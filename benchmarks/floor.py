@@ -6,14 +6,14 @@ each of edge's figures into a ratio (edge ÷ floor) that survives the noise. It 
 server must do to deliver the same bytes, and nothing else:
 
 - one uvloop event loop, one listening socket on 127.0.0.1 with edge's ``TCP_NOTSENT_LOWAT``
-  (4 KiB) and, per transport, edge's zero write high-water mark (``edge/server.py``);
+  (4 KiB) and, per transport, edge's zero write high-water mark (``edge/server/wire.py``);
 - the JPEG frames read once at start (a directory of ``*.jpg``, or an MJPEG/AVI file split at the
   JPEG markers) and sent in a loop at ``--fps`` from one loop timer: each tick stamps the frame
   with ``time.time()`` (its "capture" time), frames it once per wire format (edge's exact HTTP/1.1
   chunk, the bare part for HTTP/1.0, edge's WebSocket message) and writes those bytes to every
   viewer that is not paused, one ``write`` each;
 - a paused viewer is skipped and gets the newest frame from ``resume_writing``: the same
-  bounded-backlog behaviour as ``edge/broadcast.py``;
+  bounded-backlog behaviour as ``edge/fanout/broadcast.py``;
 - ``GET /stream`` with edge's response head, ``/ws`` with a bare RFC 6455 handshake (no
   extensions, as edge) and edge's hello; ``/snapshot`` and ``/api/status`` only as far as the
   load runner needs them (it waits for a snapshot, and reads the status at the end).
@@ -43,14 +43,14 @@ from pathlib import Path
 
 import uvloop
 
-NOTSENT_LOWAT = 4 * 1024  # edge/server.py
+NOTSENT_LOWAT = 4 * 1024  # edge/server/listen.py
 MAX_HEAD = 64 * 1024
-SECURITY = (  # edge/access.py SECURITY_HEADERS, as uvicorn writes them
+SECURITY = (  # edge/web/access.py SECURITY_HEADERS, as uvicorn writes them
     b"x-content-type-options: nosniff\r\nreferrer-policy: no-referrer\r\n"
     b"content-security-policy: default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
     b"script-src 'self'; style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'\r\n"
 )
-STREAM_HEADERS = (  # edge/mjpeg.py STREAM_HEADERS
+STREAM_HEADERS = (  # edge/web/mjpeg.py STREAM_HEADERS
     b"content-type: multipart/x-mixed-replace; boundary=edgeframe\r\n"
     b"cache-control: no-store, no-cache, must-revalidate, max-age=0\r\npragma: no-cache\r\nx-accel-buffering: no\r\n"
 )
@@ -90,19 +90,21 @@ def jpeg_size(jpeg: bytes) -> tuple[int, int]:
 
 # The three wire formats, each built once per frame: (seq, capture time, JPEG) -> bytes.
 def part(seq: int, ts: float, jpeg: bytes) -> bytes:
-    """edge/mjpeg.py ``part``: a close-delimited (HTTP/1.0) body's bytes."""
+    """edge/web/mjpeg.py ``part`` in edge/server/wire.py's ``close_delimited``: a close-delimited
+    (HTTP/1.0) body's bytes."""
     head = b"Content-Type: image/jpeg\r\nContent-Length: %d\r\nX-Timestamp: %.6f\r\n\r\n" % (len(jpeg), ts)
     return b"".join((head, jpeg, TAIL))
 
 
 def chunk(seq: int, ts: float, jpeg: bytes) -> bytes:
-    """edge/mjpeg.py ``chunk``: the part as one HTTP/1.1 chunk."""
+    """edge/web/mjpeg.py ``part`` in edge/server/wire.py's ``chunked``: the part as one HTTP/1.1 chunk."""
     head = b"Content-Type: image/jpeg\r\nContent-Length: %d\r\nX-Timestamp: %.6f\r\n\r\n" % (len(jpeg), ts)
     return b"".join((b"%x\r\n" % (len(head) + len(jpeg) + len(TAIL)), head, jpeg, TAIL, b"\r\n"))
 
 
 def message(seq: int, ts: float, jpeg: bytes) -> bytes:
-    """edge/websocket.py ``message``: one binary WebSocket frame, 16-byte seq/timestamp prefix + JPEG."""
+    """edge/web/websocket.py ``payload`` in edge/server/wire.py's ``ws_binary``: one binary WebSocket
+    frame, 16-byte seq/timestamp prefix + JPEG."""
     size = WS_PREFIX.size + len(jpeg)
     if size < 126:
         header = bytes((0x82, size))
@@ -324,7 +326,7 @@ class Viewer(asyncio.Protocol):
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
-    """edge/server.py ``listen_socket``: TCP_NOTSENT_LOWAT set on the listener is inherited."""
+    """edge/server/listen.py ``listen_socket``: TCP_NOTSENT_LOWAT set on the listener is inherited."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, "TCP_NOTSENT_LOWAT", 25), NOTSENT_LOWAT)

@@ -1,4 +1,5 @@
-"""Fast checks of ``benchmarks/sources.py``: run list, configs, snapshot parsing, summary.
+"""Fast checks of ``benchmarks/sources.py`` (its parts in ``sourcebench/``): run list, configs,
+snapshot parsing, summary.
 
 No server is started: the configs are checked with edge's own loader, the snapshot parser is fed
 responses cut at awkward places, and the summary is built from synthetic result documents.
@@ -11,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sources
+from sourcebench import runs, summary, talk
 
 from edge.config import load_config
 
 
 def test_run_names_unique_and_complete() -> None:
-    names = [spec.name for spec in sources.all_runs()]
+    names = [spec.name for spec in runs.all_runs()]
     assert len(names) == len(set(names)) == 28
     assert "file-1280x720-1viewer" in names
     assert "never-640x480-awake" in names
@@ -26,7 +27,7 @@ def test_run_names_unique_and_complete() -> None:
 
 
 def test_select_runs_patterns_keep_table_order() -> None:
-    picked = [s.name for s in sources.select_runs("wake-*-640x480,file-1280x720-*")]
+    picked = [s.name for s in runs.select_runs("wake-*-640x480,file-1280x720-*")]
     assert picked == [
         "file-1280x720-1viewer",
         "file-1280x720-idle",
@@ -36,19 +37,19 @@ def test_select_runs_patterns_keep_table_order() -> None:
         "wake-pipe-640x480",
     ]
     with pytest.raises(ValueError, match="no run matches"):
-        sources.select_runs("nonsense")
+        runs.select_runs("nonsense")
 
 
 @pytest.mark.parametrize("name", ["virtual-640x480-1viewer", "file-1280x720-idle", "never-640x480-awake"])
 def test_configs_load_with_edges_loader(tmp_path: Path, name: str) -> None:
-    spec = sources.RUNS[name]
+    spec = runs.RUNS[name]
     media = tmp_path / "clip with space.avi"
     media.write_bytes(b"not really a video")
     path = tmp_path / "edge.yaml"
-    sources.write_run_config(path, spec, None if spec.source == "virtual" else media)
+    runs.write_run_config(path, spec, None if spec.source == "virtual" else media)
     cam = load_config(path).cameras[0]
     assert cam.idle_after == spec.idle_after
-    assert cam.fps == sources.FPS
+    assert cam.fps == runs.FPS
     if spec.source == "virtual":
         assert (cam.width, cam.height, cam.size_given) == (spec.width, spec.height, True)
     else:
@@ -58,7 +59,7 @@ def test_configs_load_with_edges_loader(tmp_path: Path, name: str) -> None:
 
 
 def test_pipe_command_quotes_the_file() -> None:
-    command = sources.pipe_command(Path("/tmp/a b/clip.avi"))
+    command = runs.pipe_command(Path("/tmp/a b/clip.avi"))
     assert command.startswith("pipe:ffmpeg ")
     argv = shlex.split(command.removeprefix("pipe:"))
     assert argv[argv.index("-i") + 1] == "/tmp/a b/clip.avi"
@@ -76,9 +77,9 @@ RESPONSE = (
 
 def test_response_complete_only_with_the_whole_body() -> None:
     for cut in range(len(RESPONSE)):
-        assert not sources.response_complete(RESPONSE[:cut]), cut
-    assert sources.response_complete(RESPONSE)
-    parsed = sources.parse_snapshot(RESPONSE)
+        assert not talk.response_complete(RESPONSE[:cut]), cut
+    assert talk.response_complete(RESPONSE)
+    parsed = talk.parse_snapshot(RESPONSE)
     assert parsed is not None
     status, headers, body = parsed
     assert status == 200 and body == JPEG
@@ -86,10 +87,10 @@ def test_response_complete_only_with_the_whole_body() -> None:
 
 
 def test_snapshot_result_freshness() -> None:
-    fresh = sources.SnapshotResult(100.0, 100.05, 200, 100.02, False, 5000, True).as_json()
+    fresh = talk.SnapshotResult(100.0, 100.05, 200, 100.02, False, 5000, True).as_json()
     assert fresh["fresh"] and fresh["response_ms"] == pytest.approx(50.0)
     assert fresh["capture_minus_sent_ms"] == pytest.approx(20.0)
-    stale = sources.SnapshotResult(100.0, 103.0, 200, 99.0, False, 5000, True).as_json()
+    stale = talk.SnapshotResult(100.0, 103.0, 200, 99.0, False, 5000, True).as_json()
     assert not stale["fresh"] and stale["capture_minus_sent_ms"] < 0
 
 
@@ -98,7 +99,7 @@ def _cpu_doc(
 ) -> dict[str, Any]:
     width, height = (int(v) for v in size.split("x"))
     return {
-        "run": sources.RunSpec(source, width, height, mode).name,
+        "run": runs.RunSpec(source, width, height, mode).name,
         "source": source,
         "mode": mode,
         "params": {"width": width, "height": height, "duration_s": 30.0, "warmup_s": 3.0, "command": ["sources.py"]},
@@ -139,7 +140,7 @@ def test_summary_ratios_and_verdicts() -> None:
         _wake_doc("virtual", 20.0, 200.0),
         _wake_doc("pipe", 50.0, 60.0),
     ]
-    text = sources.markdown(results)
+    text = summary.markdown(results)
     file_row = next(line for line in text.splitlines() if line.startswith("| MJPEG file, passthrough | 1280x720 | 1 "))
     assert "0.05×" in file_row and "≤ 0.03: PASS" in file_row
     pipe_row = next(line for line in text.splitlines() if line.startswith("| pipe: ffmpeg -c copy | 1280x720 | 1 "))
@@ -152,5 +153,5 @@ def test_summary_ratios_and_verdicts() -> None:
 def test_failed_run_shows_in_the_table() -> None:
     doc = _cpu_doc("pipe", "1viewer", 0.0)
     doc["error"] = "RuntimeError: camera not streaming within 20 s"
-    text = sources.markdown([doc])
+    text = summary.markdown([doc])
     assert "FAILED: RuntimeError: camera not streaming" in text

@@ -8,7 +8,8 @@ stream's opening and closing one line each on ``edge.connections``; both pass on
 :class:`ClientLogLimiter`, which lets through at most :data:`PER_CLIENT_BURST` lines per
 client address and :data:`GLOBAL_BURST` lines in all per :data:`LOG_WINDOW` seconds, and says
 on the next line it lets through how many it held back. One noisy client therefore neither
-fills the card (about 150 bytes a second at most) nor hides another client's faults. (uvicorn's
+fills the card (about 150 bytes a second per client, and about 1 KB a second from all of them
+together) nor hides another client's faults. (uvicorn's
 own lines for the same faults are dropped by the server adapter's filter, ``server/logs.py``.)
 """
 
@@ -107,7 +108,7 @@ def setup_logging(level: str, secrets: Iterable[str] = (), filters: Iterable[Fil
     see every record first (the server adapter's, which knows uvicorn's records)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    # On the handler, not a logger, so uvicorn's and websockets' records pass them too.
+    # On the handler, not a logger, so every library's records pass them too.
     for extra in filters:
         handler.addFilter(extra)
     handler.addFilter(ConnectionFilter())
@@ -115,8 +116,6 @@ def setup_logging(level: str, secrets: Iterable[str] = (), filters: Iterable[Fil
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error"):
-        logging.getLogger(name).setLevel(level.upper())
     if not any(isinstance(f, ClientLogLimiter) for f in client_log.filters):
         limiter = ClientLogLimiter()  # one budget per client for its faults and its streams
         client_log.addFilter(limiter)

@@ -20,7 +20,7 @@ from urllib.parse import unquote
 
 MASK = "***"
 # Query parameters (and name=value arguments) whose value is a secret: anything *named like*
-# one of these (contract §7), so `api_key`, `access_token` and `X-Amz-Signature` count too.
+# one of these (§7 of docs/interface.md), so `api_key`, `access_token` and `X-Amz-Signature` count too.
 SECRET_NAMES = ("password", "pass", "pwd", "token", "key", "secret", "auth", "signature")
 _NAME = r"[A-Za-z0-9_.\-]*(?:" + "|".join(SECRET_NAMES) + r")[A-Za-z0-9_.\-]*"
 _SECRET_PARAM = re.compile(rf"(?i)(?<![A-Za-z0-9_.\-])({_NAME})=([^&;#\s'\"]*)")

@@ -1,4 +1,5 @@
-"""``${NAME}`` and ``${file:PATH}`` in a camera's source: its secrets kept out of the config (§7).
+"""``${NAME}`` and ``${file:PATH}`` in a camera's source: its secrets kept out of the config
+(§7 of ``docs/interface.md``).
 
 A camera's password has to reach ffmpeg, curl or the RTSP URL somehow; written into
 ``edge.yaml`` it sits in every backup and every paste of the config. A reference instead

@@ -1,4 +1,4 @@
-"""Access control on a LAN (CONTRACT §7): Basic, tokens, Host and Origin checks, proxies, headers.
+"""Access control on a LAN (§7 of docs/interface.md): Basic, tokens, Host and Origin checks, proxies, headers.
 
 Every test talks to a real `python -m edge` subprocess.  One module-scoped server per
 configuration keeps the suite cheap on two cores:
@@ -36,6 +36,7 @@ from tests.support.http import HttpHead, merge_headers, read_http_head, request_
 from tests.support.jpeg import decode_jpeg
 from tests.support.mjpeg import MjpegStream
 from tests.support.process import EdgeServer, StartServer, run_until_exit
+from tests.support.programs import requires
 from tests.support.sockets import close_socket, open_socket
 from tests.support.status import all_clients, wait_no_clients, wait_status
 from tests.support.tls import make_cert
@@ -871,7 +872,7 @@ def test_security_headers_on_stream_and_denials(open_srv: EdgeServer, auth_srv: 
 def test_405_has_allow(open_srv: EdgeServer, method: str, path: str) -> None:
     head, body = raw_request(open_srv, method, path, {"Content-Length": "0"})
     assert_json_error(head.status, head.get("Content-Type"), body, 405)
-    # The contract writes `Allow: GET, HEAD`; the order is not meaningful in HTTP (and
+    # docs/interface.md writes `Allow: GET, HEAD`; the order is not meaningful in HTTP (and
     # Starlette's comes from a set, so it varies between server processes).
     allow = head.get("Allow") or ""
     assert sorted(m.strip() for m in allow.split(",")) == ["GET", "HEAD"], head.raw
@@ -1209,10 +1210,12 @@ def tls_context(certs: dict[str, Path]) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(certs["cert"]))
 
 
+@requires("openssl")
 def test_tls_listening_line_says_https(tls_srv: EdgeServer) -> None:
     assert f"listening on https://127.0.0.1:{tls_srv.port}" in tls_srv.log_text()
 
 
+@requires("openssl")
 def test_https_status_snapshot_and_stream(tls_srv: EdgeServer, tls_context: ssl.SSLContext) -> None:
     base = f"https://127.0.0.1:{tls_srv.port}"
     r = get(base + "/api/status", verify=tls_context)
@@ -1227,6 +1230,7 @@ def test_https_status_snapshot_and_stream(tls_srv: EdgeServer, tls_context: ssl.
         decode_jpeg(s.read_part().jpeg)
 
 
+@requires("openssl")
 async def test_wss_hello_and_frame(tls_srv: EdgeServer, tls_context: ssl.SSLContext) -> None:
     url = f"wss://127.0.0.1:{tls_srv.port}/ws"
     hello, frame = await ws_hello_and_frame(url, ssl=tls_context)
@@ -1237,6 +1241,7 @@ async def test_wss_hello_and_frame(tls_srv: EdgeServer, tls_context: ssl.SSLCont
     assert response.status_code == 403
 
 
+@requires("openssl")
 def test_plain_http_to_tls_port_gets_no_http_answer(tls_srv: EdgeServer, tls_context: ssl.SSLContext) -> None:
     before = tls_srv.log_text()
     for _ in range(3):
@@ -1263,6 +1268,7 @@ def test_plain_http_to_tls_port_gets_no_http_answer(tls_srv: EdgeServer, tls_con
     assert get(f"https://127.0.0.1:{tls_srv.port}/healthz", verify=tls_context).status_code == 200
 
 
+@requires("openssl")
 def test_tls_cert_key_mismatch_exits_2(tmp_path: Path, certs: dict[str, Path]) -> None:
     tls = {"certfile": str(certs["cert"]), "keyfile": str(certs["other_key"])}
     config = write_config(tmp_path / "edge.yaml", [small_cam()], {"tls": tls})
@@ -1271,6 +1277,7 @@ def test_tls_cert_key_mismatch_exits_2(tmp_path: Path, certs: dict[str, Path]) -
     assert str(certs["other_key"]) in line, f"the message should name the files it could not load: {line}"
 
 
+@requires("openssl")
 def test_tls_config_errors_in_process(certs: dict[str, Path]) -> None:
     from edge.config import ConfigError
 

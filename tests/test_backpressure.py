@@ -1,4 +1,4 @@
-"""Slow-reader rule (CONTRACT §4, §5): a client that stops reading must not slow the camera or
+"""Slow-reader rule (§4 and §5 of docs/interface.md): a client that stops reading must not slow the camera or
 other clients, and when it resumes it must not be fed a backlog of old frames.
 
 The stalled client uses a raw socket with a 4 KiB receive buffer, set before connect so the TCP

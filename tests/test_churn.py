@@ -40,10 +40,7 @@ def churn_batch(srv: EdgeServer, batch_no: int) -> None:
         for s in mjpegs:
             head = s.read_head()
             assert head.status == 200, f"batch {batch_no}: stream answered {head.status}"
-            s.start_body()
-            assert s.body is not None
-            s.body.read_until(b"\r\n\r\n", 4096)  # the part headers...
-            s.body.read_exact(16)  # ...and a few JPEG bytes: mid-frame
+            s.read_into_jpeg()  # the part headers and a few JPEG bytes: mid-frame
         for _ in range(WS_PER_BATCH):
             ws = RawWebSocket(srv.host, srv.port, "/ws")
             sockets.append(ws)

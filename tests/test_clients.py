@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 
 import cv2
@@ -11,6 +9,7 @@ import pytest
 
 from tests.support.config import virtual_cam
 from tests.support.process import EdgeServer, StartServer
+from tests.support.programs import program, requires
 
 SIZE = (320, 240)
 
@@ -20,19 +19,11 @@ def srv(start_module_server: StartServer) -> EdgeServer:
     return start_module_server(cameras=[virtual_cam("cam0", *SIZE, fps=30)])
 
 
-def ffmpeg_path() -> str:
-    path = shutil.which("ffmpeg")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("ffmpeg is required in CI (install Debian's ffmpeg)")
-        pytest.skip("ffmpeg not installed")
-    return path
-
-
+@requires("ffmpeg")
 @pytest.mark.parametrize("path", ["/stream.mjpg", "/?action=stream"])
 def test_ffmpeg_reads_stream(srv: EdgeServer, path: str) -> None:
     cmd = [
-        ffmpeg_path(),
+        program("ffmpeg"),
         "-hide_banner",
         "-loglevel",
         "error",

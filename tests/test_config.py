@@ -1,4 +1,4 @@
-"""Configuration validation and command line (CONTRACT §1, §2).
+"""Configuration validation and command line (§1 and §2 of docs/interface.md).
 
 A typo or a wrong value in the YAML must stop the program with exit status 2 and one clear
 stderr line naming the file and the key path, never a traceback: operators read that line in
@@ -15,7 +15,7 @@ import copy
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import httpx
 import pytest
 import yaml
 
-from edge.config import ConfigError, load_config
+from edge.config import Config, ConfigError, SourceKind, load_config
 from tests.support.config import virtual_cam, write_config
 from tests.support.http import fetch
 from tests.support.process import REPO_ROOT, StartServer, free_port, run_edge, run_until_exit
@@ -84,6 +84,7 @@ class Case:
     id: str
     text: str | None  # None: the file does not exist
     key: str | None  # key path the message must name (None: file-level error)
+    expect: dict[str, Any] = field(default_factory=dict)  # valid files: attribute path -> loaded value
 
 
 INVALID: list[Case] = [
@@ -123,19 +124,101 @@ INVALID: list[Case] = [
     Case("nonexistent-file", None, None),
 ]
 
+# What a file that gives only a camera's name loads as (the defaults of §2 of docs/interface.md).
+SERVER_DEFAULTS = {
+    "server.host": "127.0.0.1",
+    "server.port": 8080,
+    "server.max_clients": 64,
+    "server.log_level": "info",
+    "server.auth": None,
+    "server.tokens": (),
+    "server.tls": None,
+    "server.request_timeout": 10.0,
+    "server.stall_timeout": 60.0,
+    "server.max_pending_per_address": 32,
+}
+CAMERA_DEFAULTS = {
+    "cameras[0].source": "auto",
+    "cameras[0].spec.kind": SourceKind.AUTO,
+    "cameras[0].width": 640,
+    "cameras[0].height": 480,
+    "cameras[0].size_given": False,
+    "cameras[0].fps": 30.0,
+    "cameras[0].quality": 80,
+    "cameras[0].passthrough": "auto",
+    "cameras[0].idle_after": 10.0,
+    "cameras[0].rotate": 0,
+    "cameras[0].flip": "none",
+}
+# BASE's camera: a virtual 320x240 @ 30, quality 80, its size given.
+BASE_CAMERA = {
+    "cameras[0].name": "cam0",
+    "cameras[0].spec.kind": SourceKind.VIRTUAL,
+    "cameras[0].width": 320,
+    "cameras[0].height": 240,
+    "cameras[0].size_given": True,
+    "cameras[0].fps": 30.0,
+    "cameras[0].quality": 80,
+}
+
 VALID: list[Case] = [
-    Case("full", mutated(lambda d: None), None),
-    Case("minimal", "cameras:\n  - name: cam0\n", None),
-    Case("fractional-fps", mutated(setcam("fps", 0.5)), None),
-    Case("fps-0.1", mutated(setcam("fps", 0.1)), None),
-    Case("fps-120", mutated(setcam("fps", 120)), None),
-    Case("quality-1", mutated(setcam("quality", 1)), None),
-    Case("quality-100", mutated(setcam("quality", 100)), None),
-    Case("name-charset", mutated(setcam("name", "front_door-2")), None),
-    Case("two-cameras", mutated(lambda d: d["cameras"].append({"name": "cam1"})), None),
-    Case("source-index", mutated(setcam("source", 0)), None),
-    Case("source-url", mutated(setcam("source", "http://127.0.0.1:9/stream.mjpg")), None),
-    Case("source-auto", mutated(setcam("source", "auto")), None),
+    Case("full", mutated(lambda d: None), None, {**BASE_CAMERA, "server.port": 8080, "server.log_level": "info"}),
+    Case(
+        "minimal", "cameras:\n  - name: cam0\n", None, {**SERVER_DEFAULTS, **CAMERA_DEFAULTS, "cameras[0].name": "cam0"}
+    ),
+    Case("fractional-fps", mutated(setcam("fps", 0.5)), None, {**BASE_CAMERA, "cameras[0].fps": 0.5}),
+    Case("fps-0.1", mutated(setcam("fps", 0.1)), None, {"cameras[0].fps": 0.1}),
+    Case("fps-120", mutated(setcam("fps", 120)), None, {"cameras[0].fps": 120.0}),
+    Case("quality-1", mutated(setcam("quality", 1)), None, {"cameras[0].quality": 1}),
+    Case("quality-100", mutated(setcam("quality", 100)), None, {"cameras[0].quality": 100}),
+    Case("name-charset", mutated(setcam("name", "front_door-2")), None, {"cameras[0].name": "front_door-2"}),
+    Case(
+        "two-cameras",
+        mutated(lambda d: d["cameras"].append({"name": "cam1"})),
+        None,
+        {
+            **BASE_CAMERA,
+            "cameras[1].name": "cam1",
+            "cameras[1].spec.kind": SourceKind.AUTO,
+            "cameras[1].size_given": False,
+            "cameras[1].width": 640,
+            "cameras[1].fps": 30.0,
+        },
+    ),
+    Case(
+        "source-index",
+        mutated(setcam("source", 0)),
+        None,
+        {"cameras[0].source": 0, "cameras[0].spec.kind": SourceKind.DEVICE, "cameras[0].spec.device": "/dev/video0"},
+    ),
+    Case(
+        "source-digits",
+        mutated(setcam("source", " 2 ")),
+        None,
+        {"cameras[0].source": 2, "cameras[0].spec.kind": SourceKind.DEVICE, "cameras[0].spec.device": "/dev/video2"},
+    ),
+    Case(
+        "source-url",
+        mutated(setcam("source", "http://127.0.0.1:9/stream.mjpg")),
+        None,
+        {"cameras[0].spec.kind": SourceKind.HTTP, "cameras[0].spec.target": "http://127.0.0.1:9/stream.mjpg"},
+    ),
+    Case(
+        "source-auto",
+        mutated(setcam("source", "auto")),
+        None,
+        {
+            "cameras[0].spec.kind": SourceKind.AUTO,
+            "cameras[0].size_given": True,
+            "cameras[0].spec.device": "/dev/video0",
+        },
+    ),
+    Case(
+        "source-pipe",
+        mutated(setcam("source", "pipe:rpicam-vid -t 0 -o -")),
+        None,
+        {"cameras[0].spec.kind": SourceKind.PIPE, "cameras[0].spec.target": "rpicam-vid -t 0 -o -"},
+    ),
 ]
 
 
@@ -164,12 +247,29 @@ def test_invalid_config_is_one_clear_line(case: Case, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("case", VALID, ids=[c.id for c in VALID])
 def test_valid_config_loads(case: Case, tmp_path: Path) -> None:
-    """Valid configs, including boundary values and fractional fps, load (`--check-config` exits 0)."""
-    load_config(config_file(tmp_path, case))
+    """Valid configs, including boundary values and fractional fps, load (`--check-config` exits 0)
+    with the values given and the defaults for the rest."""
+    path = config_file(tmp_path, case)
+    config = load_config(path)
+    assert config.path == str(path)
+    assert case.expect, "a valid case says what it loads as"
+    loaded = {name: loaded_value(config, name) for name in case.expect}
+    assert loaded == case.expect
+
+
+def loaded_value(config: Config, name: str) -> Any:
+    """The value at an attribute path such as `cameras[1].spec.kind`."""
+    value: Any = config
+    for step in name.split("."):
+        attr, _, index = step.partition("[")
+        value = getattr(value, attr)
+        if index:
+            value = value[int(index.rstrip("]"))]
+    return value
 
 
 def test_check_config_exits_2_with_one_line_and_no_traceback(tmp_path: Path) -> None:
-    """The command line's side of the contract (the cases above check the message in process):
+    """The command line's side of §1 and §2 of docs/interface.md (the cases above check the message in process):
     `--check-config` exits 2 with exactly one stderr line naming the file and key, no traceback."""
     path = tmp_path / "bad.yaml"
     path.write_text(mutated(setcam("fps", 0)))

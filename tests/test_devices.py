@@ -1,4 +1,4 @@
-"""Why a camera device does not open (edge/devices.py), and `source: auto` falling back.
+"""Why a camera device does not open (edge/sources/diagnose.py), and `source: auto` falling back.
 
 In process where the machine allows (this machine has no /dev/video*: missing nodes, regular
 files and /dev/null are real; permission and busy problems are simulated with monkeypatch),

@@ -37,6 +37,7 @@ from tests.support.config import virtual_cam
 from tests.support.http import fetch, parse_head, read_http_head, request_head
 from tests.support.mjpeg import MjpegStream
 from tests.support.process import EdgeServer, StartServer
+from tests.support.programs import requires
 from tests.support.rate import RateReport, watching
 from tests.support.sockets import abort_socket, fresh_loopback_address, open_socket
 from tests.support.status import all_clients, wait_status
@@ -255,6 +256,7 @@ def test_one_ack_per_frame_does_not_count_toward_the_flood_limit(srv: EdgeServer
 # ------------------------------------------------------------------------------------------------
 
 
+@requires("openssl")
 def test_tls_handshakes_get_request_timeout_from_the_accept(
     start_server: StartServer, tmp_path: Path, client_address: str
 ) -> None:

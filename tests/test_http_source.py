@@ -1,4 +1,4 @@
-"""`http://` sources (edge/mjpeg_sources.py `HttpSource`): an MJPEG stream from another server is
+"""`http://` sources (edge/sources/http.py): an MJPEG stream from another server is
 passed through byte for byte, with credentials from the URL that are shown nowhere; a wrong
 password, an upstream outage and a restart are handled; odd multipart framing (LF line ends, no
 Content-Length, chunked transfer encoding) is understood; a snapshot URL is polled; anything
@@ -15,7 +15,6 @@ import base64
 import contextlib
 import functools
 import http.server
-import shutil
 import socket
 import threading
 import time
@@ -31,6 +30,7 @@ from tests.support.http import fetch, http_server
 from tests.support.jpeg import decode_jpeg, sha
 from tests.support.mjpeg import MjpegStream
 from tests.support.process import EdgeServer, StartServer, free_port
+from tests.support.programs import requires
 from tests.support.sockets import StreamEnded
 from tests.support.sources import mjpeg_clip
 from tests.support.status import camera_status, get_status, wait_camera_state, wait_status
@@ -396,11 +396,10 @@ def test_silent_upstream_is_a_stall_and_does_not_hold_up_shutdown(
         silent.close()
 
 
+@requires("openssl")
 def test_https_upstream_is_verified(start_server: StartServer, tmp_path: Path) -> None:
     """https:// is checked against the system's CAs: a self-signed upstream is refused with a
     problem that says why, and accepted when its certificate is trusted (SSL_CERT_FILE)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
     cert, key = make_cert(tmp_path, "upstream")
     a = start_server(
         cameras=[virtual_cam("a", 320, 240, FPS)], server={"tls": {"certfile": str(cert), "keyfile": str(key)}}
@@ -420,11 +419,10 @@ class _QuietFileHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+@requires("ffmpeg")
 def test_other_content_goes_to_ffmpeg(start_server: StartServer, tmp_path: Path) -> None:
     """A URL that answers neither multipart nor a JPEG (here an AVI file, video/x-msvideo) is read
     through OpenCV's FFmpeg reader: frames are captured, and the log says why."""
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("ffmpeg is not installed")
     mjpeg_clip(tmp_path / "clip.avi", 4)
     with http_server(functools.partial(_QuietFileHandler, directory=str(tmp_path))) as port:
         b = start_server(cameras=[http_cam("b", f"http://127.0.0.1:{port}/clip.avi")])

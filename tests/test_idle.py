@@ -13,7 +13,6 @@ The wake-up latencies are printed (run with -s to see them).
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from tests.support.http import fetch, http_client
 from tests.support.jpeg import decode_jpeg
 from tests.support.mjpeg import MjpegStream
 from tests.support.process import EdgeServer, StartServer
+from tests.support.programs import requires
 from tests.support.sources import mjpeg_clip
 from tests.support.status import camera_status, get_status, wait_all_cameras, wait_status
 
@@ -35,8 +35,6 @@ SLEEPY = ["virt", "file"]  # cameras with idle_after: 1
 
 @pytest.fixture(scope="module")
 def mjpeg_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("ffmpeg is not installed")
     return mjpeg_clip(tmp_path_factory.mktemp("mjpeg") / "testsrc.avi", 2, (320, 240), FPS, quality=5)
 
 
@@ -69,6 +67,7 @@ def metric(server: EdgeServer, family: str, name: str) -> float:
     return float(m.group(1))
 
 
+@requires("ffmpeg")
 @pytest.mark.parametrize("name", SLEEPY)
 def test_camera_idles_without_viewers(server: EdgeServer, name: str) -> None:
     status = wait_idle(server, name)
@@ -84,6 +83,7 @@ def test_camera_idles_without_viewers(server: EdgeServer, name: str) -> None:
     wait_status(server, lambda st: camera_status(st, name)["fps"] == 0, 3, f"{name} fps 0 while idle")
 
 
+@requires("ffmpeg")
 @pytest.mark.parametrize("name", SLEEPY)
 def test_snapshot_wakes_an_idle_camera_with_a_fresh_frame(server: EdgeServer, name: str) -> None:
     wait_idle(server, name)
@@ -105,6 +105,7 @@ def test_snapshot_wakes_an_idle_camera_with_a_fresh_frame(server: EdgeServer, na
     wait_idle(server, name)
 
 
+@requires("ffmpeg")
 @pytest.mark.parametrize("name", SLEEPY)
 def test_stream_wakes_an_idle_camera_and_keeps_it_awake(server: EdgeServer, name: str) -> None:
     wait_idle(server, name)
@@ -137,6 +138,7 @@ def test_stream_wakes_an_idle_camera_and_keeps_it_awake(server: EdgeServer, name
     assert idled - closed >= IDLE_AFTER - 0.1, f"idle {idled - closed:.2f} s after the stream closed"
 
 
+@requires("ffmpeg")
 def test_idle_after_0_never_idles(server: EdgeServer) -> None:
     counts = []
     for _ in range(7):  # 3 s without any viewer, looked at every 0.5 s

@@ -1,4 +1,5 @@
-"""JPEG passthrough helpers (edge/jpeg.py): frame checks, Huffman tables, stream splitters.
+"""JPEG passthrough helpers (edge/formats/: jpeg.py, jpeg_stream.py, multipart.py): frame checks,
+Huffman tables, stream splitters.
 
 In-process unit tests, no server. Frames come from cv2.imencode and are broken on purpose by the
 helpers below and tests/support/jpeg.py, which parse marker segments on their own (not with
@@ -504,7 +505,7 @@ def multipart(
 ) -> bytes:
     """A multipart/x-mixed-replace body.
 
-    edge: CONTRACT §4 (boundary first, then after every frame); before: each part preceded by
+    edge: §4 of docs/interface.md (boundary first, then after every frame); before: each part preceded by
     CRLF + boundary (mjpg-streamer-like servers that send the boundary before each frame); bare: no
     line break between a payload and the next boundary.
     """

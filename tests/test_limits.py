@@ -1,4 +1,4 @@
-"""A hostile or broken client on the LAN costs the server a bounded amount (CONTRACT §7).
+"""A hostile or broken client on the LAN costs the server a bounded amount (§7 of docs/interface.md).
 
 * Request heads: over 64 KiB or over 100 headers -> 431 JSON and the connection closed, without
   the server buffering what the client keeps sending (RSS measured from /proc).
@@ -589,7 +589,7 @@ def test_stalled_mjpeg_client_is_aborted(timed: EdgeServer) -> None:
     try:
         cid = client_id_for_port(timed, stream.local_port)
         _dropped_for_stalling(timed, cid, stream.read_part)
-        assert stream.body is not None and stream.body.eof, "the stream ended cleanly; expected an abort"
+        assert stream.eof, "the stream ended cleanly; expected an abort"
     finally:
         stream.close()
     _stall_logged_once(timed, cid)
@@ -614,18 +614,17 @@ def test_slow_reader_is_not_taken_for_a_stalled_one(timed: EdgeServer, path: str
     stream = MjpegStream(timed.host, timed.port, path, rcvbuf=4096)
     try:
         cid = client_id_for_port(timed, stream.local_port)
-        assert stream.body is not None
         got = 0
         started = time.monotonic()
         while time.monotonic() - started < STALL_TIMEOUT * 2.5:
-            got += len(stream.body.read_some(820))
+            got += stream.read_some(820)
             time.sleep(0.1)  # the pacing is the test: about 8 KB/s
         assert got > 20 * KIB, f"read only {got} bytes"
         status = get_status(timed)
         listed = [c for c in all_clients(status) if c["id"] == cid]
         assert listed, f"the slow reader {cid} was dropped"
         assert not _stall_lines(timed, cid)
-        got += len(stream.body.read_some(65536))  # and the stream still flows
+        got += stream.read_some(65536)  # and the stream still flows
     finally:
         stream.close()
 
@@ -701,11 +700,6 @@ def test_idle_streams_from_one_address_do_not_lock_out_others(capped: EdgeServer
         assert snap.status == 200 and snap.headers["content-type"] == "image/jpeg"
         status = get_status(capped)
         assert len(all_clients(status)) == 2
-        try:
-            other = open_socket(capped.host, capped.port, source_ip="127.0.0.2")
-        except OSError as exc:
-            pytest.skip(f"cannot use 127.0.0.2 as a client address here: {exc}")
-        other.close()
         sock, answer = _stream_head(capped, "/stream", source_ip="127.0.0.2")
         socks.append(sock)
         assert answer.status == 200, "another address was refused a stream"

@@ -1,4 +1,4 @@
-"""MJPEG stream (CONTRACT §3, §4): exact framing, URL forms, per-client fps cap, errors.
+"""MJPEG stream (§3 and §4 of docs/interface.md): exact framing, URL forms, per-client fps cap, errors.
 
 The framing is checked byte for byte on a raw socket because existing front-ends and
 mjpg-streamer clients parse it with fragile hand-written code; a stray header, a quoted
@@ -67,9 +67,8 @@ def test_http10_gets_raw_close_delimited_multipart(two_cams: EdgeServer) -> None
     with open_stream(two_cams, "/stream", http10=True) as s:
         assert s.head is not None and s.head.status == 200
         assert s.head.get("Transfer-Encoding") is None, s.head.raw
-        assert s.body is not None and not s.body.chunked
-        s.start_body()  # the very first body bytes must be `--<token>\r\n`
-        for part in s.read_parts(3):
+        assert not s.chunked
+        for part in s.read_parts(3):  # the very first body bytes must be `--<token>\r\n`, then parts
             decode_jpeg(part.jpeg)
 
 

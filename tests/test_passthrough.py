@@ -11,7 +11,6 @@ module fast; the config checks of the new keys run in process (parse_config), pl
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +26,13 @@ from tests.support.http import fetch
 from tests.support.jpeg import decode_jpeg, sha
 from tests.support.mjpeg import MjpegStream
 from tests.support.process import EdgeServer, StartServer, run_edge
+from tests.support.programs import requires
 from tests.support.sources import extract_jpegs, mjpeg_clip
 from tests.support.status import camera_status, get_status, wait_all_cameras
 
 W, H, FPS = 320, 240, 15
 
-pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
+pytestmark = requires("ffmpeg")
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""`pipe:COMMAND` sources (CONTRACT §8, edge/mjpeg_sources.py): a producer's stdout is an MJPEG
+"""`pipe:COMMAND` sources (§8 of docs/interface.md, edge/sources/pipe.py): a producer's stdout is an MJPEG
 byte stream whose JPEGs are served as they are; a producer that writes garbage, stalls, exits or
 writes broken frames is handled (reconnecting, killed, restarted, broken frames counted and never
 sent), and no producer process outlives its server.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
 import sys
 import threading
 import time
@@ -27,6 +26,7 @@ from tests.support.http import fetch
 from tests.support.jpeg import decode_jpeg, sha
 from tests.support.mjpeg import MjpegStream
 from tests.support.process import EdgeServer, StartServer
+from tests.support.programs import requires
 from tests.support.sources import extract_jpegs, mjpeg_clip
 from tests.support.status import camera_status, get_status, wait_all_cameras, wait_camera_state, wait_status
 from tests.support.waiting import wait_for
@@ -139,11 +139,10 @@ def cam_state(srv: EdgeServer, name: str = "p") -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
+@requires("ffmpeg")
 def test_ffmpeg_pipe_is_passed_through_byte_for_byte(start_server: StartServer, tmp_path: Path) -> None:
     """ffmpeg copying an MJPEG file to stdout: streaming, passthrough, the file's size, and the bytes
     on /snapshot and /stream are exactly the file's frames; after SIGTERM no ffmpeg is left."""
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("ffmpeg is not installed")
     clip = mjpeg_clip(tmp_path / "out.avi")
     frames_dir = tmp_path / "frames"
     frames_dir.mkdir()
@@ -316,7 +315,7 @@ def test_broken_frames_are_counted_and_never_sent(start_server: StartServer, tmp
 
 
 def test_no_producer_left_after_shutdown(start_server: StartServer, tmp_path: Path) -> None:
-    """SIGTERM to the server: it exits 0 within the contract's 5 s, and no producer (nor a child a
+    """SIGTERM to the server: it exits 0 within the 5 s of §1 of docs/interface.md, and no producer (nor a child a
     producer started, nor one that ignores SIGTERM) is left running."""
     ev1, ev2 = tmp_path / "events1", tmp_path / "events2"
     srv = start_server(

@@ -1,4 +1,4 @@
-"""Secrets inside camera sources (CONTRACT §7), in process: `redact_source` is what status, the
+"""Secrets inside camera sources (§7 of docs/interface.md), in process: `redact_source` is what status, the
 log, the page and the placeholder picture show; `source_secrets` and `SecretMasker` are the log's
 second net, masking the literal values wherever a log line or a traceback quotes them."""
 

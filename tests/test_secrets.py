@@ -1,4 +1,4 @@
-"""Camera credentials never leave the server (CONTRACT §7): a source's URL user info and secret
+"""Camera credentials never leave the server (§7 of docs/interface.md): a source's URL user info and secret
 query parameters are `***` in /api/status, /metrics, every log line (start-up line included), the
 page's data and the NO SIGNAL placeholder picture; so are credential options of a `pipe:`
 command (`-u USER:PASSWORD`, `--password`), and a secret can stay out of the config altogether

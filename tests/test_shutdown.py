@@ -1,4 +1,4 @@
-"""Process lifecycle (CONTRACT §1): clean, fast shutdown on SIGTERM/SIGINT even with a stalled
+"""Process lifecycle (§1 of docs/interface.md): clean, fast shutdown on SIGTERM/SIGINT even with a stalled
 client, and exit status 1 (not a traceback) when the port is taken.
 
 Service managers send SIGTERM and escalate to SIGKILL after a grace period; a stalled viewer

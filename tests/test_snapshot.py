@@ -1,4 +1,4 @@
-"""Snapshot endpoints (CONTRACT §3): the latest frame as a single JPEG with its capture time."""
+"""Snapshot endpoints (§3 of docs/interface.md): the latest frame as a single JPEG with its capture time."""
 
 from __future__ import annotations
 

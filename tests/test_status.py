@@ -1,4 +1,4 @@
-"""Status, health and metrics endpoints (CONTRACT §3, §6).
+"""Status, health and metrics endpoints (§3 and §6 of docs/interface.md).
 
 Dashboards and load balancers poll these; the status must list each open stream exactly once
 (a leaked entry means leaked server state) and the fps must be measured, not echoed.

@@ -4,14 +4,13 @@ Every test fails on any console error or uncaught exception in the page (a Conte
 violation is one, see CSP_REPORTER_JS), except for the network
 errors a test provokes on purpose (a blocked MJPEG request, a stopped server), which are matched
 precisely.  Video is "moving" when the pixels of a tile's <img>/<canvas> change over time.
-`playwright install` cannot download browsers here, so the system chromium is used; without it the
-tests skip, or fail under CI=true.
+`playwright install` cannot download browsers here, so the system chromium is used: the tests that
+open a page are marked `requires("chromium")`.
 """
 
 from __future__ import annotations
 
 import http.server
-import os
 import re
 import signal
 import time
@@ -22,14 +21,16 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 
 from tests.support.config import virtual_cam
 from tests.support.http import http_client, http_server
 from tests.support.process import EdgeServer
+from tests.support.programs import program, requires
 from tests.support.status import get_status
 from tests.support.waiting import wait_for
 
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -54,30 +55,11 @@ CSP_REPORTER_JS = """document.addEventListener("securitypolicyviolation", (e) =>
   console.error(`CSP violation: ${e.effectiveDirective} blocked ${blocked} at ${e.sourceFile}:${e.lineNumber}`);
 });"""
 
-try:
-    from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
-    from playwright.sync_api import Error as PlaywrightError
-except ImportError:  # pragma: no cover - the test extra pins playwright
-    sync_playwright = None  # type: ignore[assignment]
-
-
-def _unavailable() -> str | None:
-    if sync_playwright is None:
-        return "playwright (python) is not installed"
-    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        return f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium)"
-    return None
-
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    reason = _unavailable()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"viewer tests cannot run in CI: {reason}", pytrace=False)
-        pytest.skip(reason)
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = pw.chromium.launch(executable_path=program("chromium"), args=CHROMIUM_ARGS)
         yield b
         b.close()
 
@@ -212,6 +194,7 @@ def clients(edge: EdgeServer) -> dict[str, list[str]]:
 # --------------------------------------------------------------------------------------------
 
 
+@requires("chromium")
 def test_grid_shows_moving_video_from_each_camera(open_page: OpenPage, edge: EdgeServer) -> None:
     page, console = open_page()
     goto(page, edge.url + "/")
@@ -237,6 +220,7 @@ def test_grid_shows_moving_video_from_each_camera(open_page: OpenPage, edge: Edg
     console.check()
 
 
+@requires("chromium")
 def test_phone_layout_fits_360px(open_page: OpenPage, edge: EdgeServer) -> None:
     page, console = open_page(PHONE, is_mobile=True, has_touch=True, device_scale_factor=2)
     goto(page, edge.url + "/")
@@ -255,6 +239,7 @@ def test_phone_layout_fits_360px(open_page: OpenPage, edge: EdgeServer) -> None:
     console.check()
 
 
+@requires("chromium")
 def test_ws_mode_draws_frames_on_canvas_with_acks(open_page: OpenPage, edge: EdgeServer) -> None:
     page, console = open_page()
     sockets: list[Any] = []
@@ -292,6 +277,7 @@ def test_ws_mode_draws_frames_on_canvas_with_acks(open_page: OpenPage, edge: Edg
     console.check()
 
 
+@requires("chromium")
 def test_ws_latency_and_fps_overlay_are_plausible(open_page: OpenPage, edge: EdgeServer) -> None:
     page, console = open_page()
     goto(page, edge.url + "/?mode=ws")
@@ -305,6 +291,7 @@ def test_ws_latency_and_fps_overlay_are_plausible(open_page: OpenPage, edge: Edg
     console.check()
 
 
+@requires("chromium")
 def test_mjpeg_mode_uses_img_only(open_page: OpenPage, edge: EdgeServer) -> None:
     page, console = open_page()
     sockets: list[str] = []
@@ -320,6 +307,7 @@ def test_mjpeg_mode_uses_img_only(open_page: OpenPage, edge: EdgeServer) -> None
     console.check()
 
 
+@requires("chromium")
 def test_auto_falls_back_to_ws_when_mjpeg_is_blocked(open_page: OpenPage, edge: EdgeServer) -> None:
     page, console = open_page()
     aborted: list[str] = []
@@ -341,6 +329,7 @@ def test_auto_falls_back_to_ws_when_mjpeg_is_blocked(open_page: OpenPage, edge: 
     console.check()
 
 
+@requires("chromium")
 def test_auto_falls_back_to_ws_when_mjpeg_paints_nothing(open_page: OpenPage, edge: EdgeServer) -> None:
     page, console = open_page()
     held: list[Any] = []
@@ -359,6 +348,7 @@ def test_auto_falls_back_to_ws_when_mjpeg_paints_nothing(open_page: OpenPage, ed
     console.check()
 
 
+@requires("chromium")
 def test_snapshot_and_full_screen_buttons(open_page: OpenPage, edge: EdgeServer) -> None:
     page, console = open_page(accept_downloads=True)
     goto(page, edge.url + "/")
@@ -386,6 +376,7 @@ def test_snapshot_and_full_screen_buttons(open_page: OpenPage, edge: EdgeServer)
     console.check()
 
 
+@requires("chromium")
 def test_hidden_tab_stops_streaming_and_resumes(open_page: OpenPage, edge: EdgeServer) -> None:
     page, console = open_page()
     goto(page, edge.url + "/?mode=auto")
@@ -408,6 +399,7 @@ def test_hidden_tab_stops_streaming_and_resumes(open_page: OpenPage, edge: EdgeS
     console.check()
 
 
+@requires("chromium")
 def test_more_than_four_cameras_use_websocket_in_auto(
     start_server: Callable[..., EdgeServer], open_page: OpenPage
 ) -> None:
@@ -421,6 +413,7 @@ def test_more_than_four_cameras_use_websocket_in_auto(
     console.check()
 
 
+@requires("chromium")
 def test_tiles_recover_after_server_restart(start_server: Callable[..., EdgeServer], open_page: OpenPage) -> None:
     srv = start_server(cameras=CAMERAS)
     port = srv.port
@@ -478,6 +471,7 @@ class _EmbedHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@requires("chromium")
 def test_img_embedded_in_a_page_from_another_origin_plays(open_page: OpenPage, edge: EdgeServer) -> None:
     handler = type("Handler", (_EmbedHandler,), {})
     handler.body = (
@@ -499,7 +493,7 @@ def test_img_embedded_in_a_page_from_another_origin_plays(open_page: OpenPage, e
 
 
 # --------------------------------------------------------------------------------------------
-# Access control (contract §7): the page behind HTTP Basic or opened as /?token=T, and its CSP
+# Access control (§7 of docs/interface.md): the page behind HTTP Basic or opened as /?token=T, and its CSP
 # --------------------------------------------------------------------------------------------
 
 USER = "admin"
@@ -586,6 +580,7 @@ BUILT_URLS_JS = """() => [
 ]"""
 
 
+@requires("chromium")
 @pytest.mark.parametrize("mode", ["mjpeg", "ws"])
 def test_page_plays_behind_access_control(open_page: OpenPage, guarded: Guarded, mode: str) -> None:
     """Basic: the browser's credentials cover the page, its <img> streams, WebSockets and fetches.
@@ -633,6 +628,7 @@ def test_page_plays_behind_access_control(open_page: OpenPage, guarded: Guarded,
     console.check()
 
 
+@requires("chromium")
 def test_page_without_credentials_is_refused(open_page: OpenPage, guarded: Guarded) -> None:
     page, _ = open_page()
     urls = [guarded.server.url + "/"] + (
@@ -651,6 +647,7 @@ def test_page_without_credentials_is_refused(open_page: OpenPage, guarded: Guard
         assert page.locator("section.tile").count() == 0
 
 
+@requires("chromium")
 @pytest.mark.parametrize("mode", ["mjpeg", "ws"])
 def test_page_keeps_to_its_content_security_policy(open_page: OpenPage, edge: EdgeServer, mode: str) -> None:
     """The server forbids inline script and style and eval (security headers): the page must play

@@ -1,4 +1,4 @@
-"""WebSocket frame channel (CONTRACT §5), driven by the `websockets` client library.
+"""WebSocket frame channel (§5 of docs/interface.md), driven by the `websockets` client library.
 
 Covers the hello message, the binary frame header, ack mode (a viewer that paces the server
 by acknowledging shown frames), per-connection fps, protocol errors that must not kill the

@@ -1,4 +1,4 @@
-"""The WebSocket frame guard in process (edge/wsguard.py): it reads only frame headers, from
+"""The WebSocket frame guard in process (edge/server/wsguard.py): it reads only frame headers, from
 bytes split anywhere, and stops at the first frame over the flood limit or the message size.
 
 The guard sees untrusted bytes before anything else does, so besides the examples hypothesis

@@ -2,7 +2,7 @@
 
 Each client owns a :class:`FrameStats` that records, per complete frame, the arrival time and
 the lag behind the frame's capture timestamp. Arrival is ``time.time()`` because the server's
-timestamps are wall-clock (contract §4/§5) and both processes share this machine's clock.
+timestamps are wall-clock (§4 and §5 of docs/interface.md) and both processes share this machine's clock.
 """
 
 from __future__ import annotations
@@ -18,16 +18,9 @@ from typing import Any, cast
 
 from websockets.asyncio.client import connect as ws_connect
 
-from loadgen.proto import (
-    HEADER_END,
-    JPEG_EOI,
-    JPEG_SOI,
-    MAX_RESPONSE_HEAD,
-    BodySink,
-    ChunkedDecoder,
-    MultipartParser,
-    parse_head,
-)
+from loadgen.proto import JPEG_EOI, JPEG_SOI, ResponseHead
+from tests.support.multipart import Part
+from tests.support.response import MjpegResponse
 
 WS_PREFIX = struct.Struct(">Qd")
 
@@ -105,58 +98,49 @@ class FrameStats:
 
 
 class StreamReceiver:
-    """Parses one MJPEG response: collects the head, then routes body bytes to the parsers."""
+    """One MJPEG response through the test suite's parser (`tests.support.response.MjpegResponse`,
+    resyncing after a framing error so one broken part costs one frame), recorded in `stats`."""
 
     def __init__(self, stats: FrameStats) -> None:
         self.stats = stats
-        self._head = bytearray()
-        self._body: BodySink | None = None
-        self._ends: list[ChunkedDecoder | MultipartParser] = []
+        self._response = MjpegResponse(self, resync=True)
 
     @property
     def done(self) -> bool:
         """True when the stream ended or failed, so the connection can be dropped."""
-        return self.stats.failure is not None or any(p.ended for p in self._ends)
+        return self.stats.failure is not None or self._response.done
 
     def feed(self, buf: bytearray, start: int, end: int, now: float) -> None:
-        """Consume a received range; the body path is a single method call."""
-        if self._body is not None:
-            self._body.feed(buf, start, end, now)
+        """Consume a received range. Until the head is in; then the body's own ``feed`` replaces
+        this one, so the per-read path is a single call into the parser."""
+        response = self._response
+        response.feed(buf, start, end, now)
+        if not response.head_done:
+            if response.failed is not None:
+                self.stats.fail(response.failed)
             return
-        old = len(self._head)
-        self._head += buf[start : min(end, start + MAX_RESPONSE_HEAD - old)]
-        idx = self._head.find(HEADER_END, max(0, old - 3))
-        if idx < 0:
-            if len(self._head) >= MAX_RESPONSE_HEAD:
-                self.stats.fail("response head too long")
+        self.stats.status = response.status
+        if response.body is None:
+            self.stats.fail(response.failed or "no body")
             return
-        body_start = start + idx + len(HEADER_END) - old
-        self._start_body(self._head[:idx])
-        if self._body is not None and body_start < end:
-            self._body.feed(buf, body_start, end, now)
-
-    def _start_body(self, block: bytearray) -> None:
-        head = parse_head(block)
-        self.stats.status = head.status
-        if head.status != 200:
-            self.stats.fail(f"HTTP {head.status}")
-            return
-        boundary = head.boundary
-        if boundary is None:
-            self.stats.fail(f"not multipart: {head.headers.get('content-type')!r}")
-            return
-        problems = head.contract_problems()
+        problems = ResponseHead(response.status, response.headers).head_problems()
         if problems:
             self.stats.info["head_problems"] = problems
-        self.stats.info["chunked"] = head.chunked
-        parts = MultipartParser(boundary, self.stats.on_frame, self.stats.on_error)
-        self._ends.append(parts)
-        if head.chunked:
-            dechunk = ChunkedDecoder(parts, self.stats.on_error)
-            self._ends.append(dechunk)
-            self._body = dechunk
-        else:
-            self._body = parts
+        self.stats.info["chunked"] = response.chunked
+        self.feed = response.body.feed  # type: ignore[method-assign]  # the hot path from now on
+
+    # -- tests.support.multipart.PartSink -------------------------------------------------------
+
+    def want_jpeg(self) -> bool:
+        return False
+
+    def on_part(self, part: Part) -> None:
+        self.stats.on_frame(part.jpeg_end, part.timestamp, part.jpeg_ok, part.at - part.jpeg_end)
+        if part.problem is not None and part.jpeg_ok:
+            self.on_error(part.problem)
+
+    def on_error(self, reason: str) -> None:
+        self.stats.on_error(reason)
 
 
 class MjpegProtocol(asyncio.BufferedProtocol):
@@ -293,7 +277,7 @@ async def _throttled_reads(
 
 
 async def run_ws(uri: str, stats: FrameStats, *, compression: str | None, deadline: float) -> None:
-    """A WebSocket client: checks the hello, then records every binary frame (contract §5).
+    """A WebSocket client: checks the hello, then records every binary frame (§5 of docs/interface.md).
 
     ``compression="deflate"`` offers permessage-deflate like browsers do, so the run shows
     whether the server (needlessly) compresses JPEG; the negotiated extension is recorded.

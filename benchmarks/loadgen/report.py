@@ -124,7 +124,7 @@ def per_client_rows(clients: list[dict[str, Any]], duration: float) -> list[dict
 
 
 def problems(clients: list[dict[str, Any]]) -> dict[str, Any]:
-    """Distinct failures, protocol errors and contract deviations seen by any client."""
+    """Distinct failures, protocol errors and deviations from docs/interface.md seen by any client."""
     failures = Counter(c["failure"] for c in clients if c["failure"])
     errors: Counter[str] = Counter()
     for c in clients:

@@ -124,7 +124,7 @@ class ServerProcess:
             return None
 
     def stop(self, grace: float = 5.0) -> None:
-        """SIGTERM, then wait ``grace`` seconds (the contract's limit), then SIGKILL."""
+        """SIGTERM, then wait ``grace`` seconds (the limit of §1 of docs/interface.md), then SIGKILL."""
         if self._proc is None or self.exit_code is not None:
             return
         started = time.monotonic()

@@ -4,7 +4,8 @@
 The decision is made once per opening of the source, from the first frame (:meth:`decide`):
 edge decodes and encodes only when the config asks for something the camera's JPEG is not
 (another size, a rotation, a flip, ``passthrough: never``) or the source gives no JPEG at all.
-``width``/``height`` in the config are the size asked of the camera, before rotation (§8): a
+``width``/``height`` in the config are the size asked of the camera, before rotation (§8 of
+``docs/interface.md``): a
 rotation of 90 or 270 degrees turns the served frame, so 640x480 becomes 480x640.
 """
 
@@ -33,8 +34,8 @@ class FrameProcessor:
 
     def __init__(self, cam: CameraConfig, on_encode: Callable[[float], None] | None = None) -> None:
         self.cam = cam
-        self.width = cam.width
-        self.height = cam.height
+        # Until the first frame tells: the size asked of the camera, turned as it will be served.
+        self.width, self.height = (cam.height, cam.width) if cam.rotate in (90, 270) else (cam.width, cam.height)
         self.passthrough = False
         self.processing = "not started"  # how frames are made, and why (status, log)
         # Every reason exists from the start: the metrics collector copies this dict from

@@ -1,11 +1,10 @@
 """A configuration problem as one line: the file, the key path (``cameras[0].fps``), what is
 wrong and how to fix it. No traceback: operators read that line in a service log and must be
-able to fix the file from it alone (§1: exit status 2)."""
+able to fix the file from it alone (§1 of docs/interface.md: exit status 2)."""
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import types
 import typing
@@ -15,7 +14,9 @@ import annotated_types
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from .models import Config, Problem, kind_of
+from .models import Config, Problem, kind_of, unknown_key
+
+_UNKNOWN_KEY = ("extra_forbidden", "unexpected_keyword_argument")
 
 
 class ConfigError(Exception):
@@ -31,7 +32,8 @@ class ConfigError(Exception):
 
 def config_error(exc: ValidationError, path: str, root: type = Config, prefix: str = "") -> ConfigError:
     """The first of pydantic's errors, in edge's words."""
-    errors = exc.errors()
+    # A misspelt key explains the "missing" error of the key it was meant to be: it goes first.
+    errors = sorted(exc.errors(), key=lambda e: e["type"] not in _UNKNOWN_KEY)
     error = errors[0]
     loc = tuple(error["loc"])
     key = _key(loc, prefix)
@@ -61,16 +63,16 @@ def _message(error: ErrorDetails, field: tuple[type | None, Any]) -> str:
     kind = error["type"]
     value = error["input"]
     owner, info = field
-    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
-        allowed = sorted(f.name for f in dataclasses.fields(owner) if not _internal(f)) if owner else []
-        guess = difflib.get_close_matches(str(error["loc"][-1]), allowed, n=1)
-        hint = f"; did you mean `{guess[0]}`?" if guess else ""
-        return f"unknown key{hint} (allowed: {', '.join(allowed)})"
+    if kind in _UNKNOWN_KEY:
+        allowed = [f.name for f in dataclasses.fields(owner) if not _internal(f)] if owner else []
+        return unknown_key(error["loc"][-1], allowed)
     if kind == "missing":
         return "missing" + ("; every camera needs a name" if error["loc"][-1] == "name" else "")
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         low, high = _bounds(info)
         return f"must be between {low:g} and {high:g}, got {value}"
+    if kind == "string_pattern_mismatch":
+        return f"must match {error['ctx']['pattern'].strip('^$')}, got {value!r}"
     if kind == "literal_error":
         choices = ", ".join(str(c) for c in typing.get_args(_annotation(info)))
         return f"must be one of {choices}, got {value!r}"

@@ -14,6 +14,7 @@ and ``dataclasses.replace`` validates what it changes.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import ipaddress
 import os
@@ -23,7 +24,7 @@ import ssl
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, Strict, field_validator, model_validator
+from pydantic import ConfigDict, Field, Strict, StringConstraints, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
 from .. import references
@@ -66,6 +67,13 @@ def kind_of(value: Any) -> str:
     if isinstance(value, dict):
         return "a mapping"
     return type(value).__name__
+
+
+def unknown_key(name: object, allowed: list[str]) -> str:
+    """The message for a key that is not one: the nearest allowed one, and all of them."""
+    guess = difflib.get_close_matches(str(name), allowed, n=1)
+    hint = f"; did you mean `{guess[0]}`?" if guess else ""
+    return f"unknown key{hint} (allowed: {', '.join(sorted(allowed))})"
 
 
 def _from_yaml(data: Any, internal: tuple[str, ...]) -> dict[str, Any] | None:
@@ -265,7 +273,7 @@ class ServerConfig:
 
 @dataclass(frozen=True, config=_CONFIG)
 class CameraConfig:
-    name: Str
+    name: Annotated[str, Strict(), StringConstraints(pattern=CAMERA_NAME_RE.pattern)]
     source: Str | Int = "auto"  # as written (stripped; digits as a device index): `spec` is what it means
     width: Annotated[int, Strict(), Field(ge=16, le=7680)] = 640
     height: Annotated[int, Strict(), Field(ge=16, le=4320)] = 480
@@ -302,17 +310,10 @@ class CameraConfig:
                 raise Problem(f"video file {source.strip()!r} does not exist (or is not a file)", "source")
         return {**table, "size_given": "width" in table or "height" in table}
 
-    @field_validator("name", mode="before")
-    @classmethod
-    def _name(cls, value: Any) -> Any:
-        if not isinstance(value, str) or not CAMERA_NAME_RE.match(value):
-            raise Problem(f"must match [a-z0-9_-]+, got {value!r}")
-        return value
-
     @field_validator("rotate", mode="before")
     @classmethod
     def _rotate(cls, value: Any) -> Any:
-        if isinstance(value, bool) or value not in (0, 90, 180, 270):
+        if isinstance(value, bool) or not isinstance(value, int):  # 90.0 and true are no rotation
             raise Problem(f"must be one of 0, 90, 180, 270, got {value!r}")
         return value
 
@@ -377,6 +378,9 @@ class Config:
         table = _from_yaml(data, ("path",))
         if table is None:
             return data
+        for name in table:
+            if name not in ("server", "cameras"):
+                raise Problem(unknown_key(name, ["cameras", "server"]), str(name))
         if "cameras" not in table:
             raise Problem("missing; list at least one camera with a `name`", "cameras")
         cameras = table["cameras"]

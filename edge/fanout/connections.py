@@ -188,7 +188,8 @@ def address_of(scope: Scope) -> str:
 
 
 def address_key(host: str) -> str:
-    """The client address that per-address limits count by (§7): an IPv4 address as it is, an
+    """The client address that per-address limits count by (§7 of ``docs/interface.md``):
+    an IPv4 address as it is, an
     IPv6 address by its /64, since one host picks its privacy addresses from a whole /64, and
     an IPv4-mapped IPv6 address as the IPv4 address it is."""
     try:

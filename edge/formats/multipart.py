@@ -24,13 +24,14 @@ _AFTER_BOUNDARY: Final = frozenset(b"\r\n\t -")
 # line inside image data is not taken for it.
 _BOUNDARY_TOKEN: Final = re.compile(rb"[0-9A-Za-z'()+_,\-./:=? ]{0,199}[0-9A-Za-z'()+_,\-./:=?]")
 _MAX_BOUNDARY_LINE: Final = 256
-# Where a boundary can be learned from: "--" at the start of a line (the buffer's start counts as one).
-_DASHES_AT_LINE_START: Final = re.compile(rb"(?m)^--")
+# Where a boundary can be learned from: "--" at the start of a line (the stream's start counts as
+# one; the buffer's start only when what was dropped before it ended with a line break).
+_DASHES_AFTER_LINE_BREAK: Final = re.compile(rb"\n--")
 
 
 class MultipartSplitter:
     """Cuts a ``multipart/x-mixed-replace`` MJPEG body (already de-chunked) into its payloads: what
-    mjpg-streamer, IP cameras and edge itself (CONTRACT §4) serve.
+    mjpg-streamer, IP cameras and edge itself (§4 of ``docs/interface.md``) serve.
 
     A part with ``Content-Length`` gives exactly that many bytes. A part without it ends at its
     JPEG's end of image (found as in `JpegStreamSplitter`) or at the next boundary, whichever comes
@@ -79,6 +80,7 @@ class MultipartSplitter:
         self._hdr = 2  # part without length: next JPEG marker to read
         self._scan = -1  # part without length: where to search for the end of image, once the header is walked
         self._bpos = 0  # part without length: where to search for the next boundary
+        self._line_start = True  # learning: does the buffer's first byte begin a line
 
     @property
     def boundary(self) -> bytes | None:
@@ -121,6 +123,7 @@ class MultipartSplitter:
             return eol
         if len(buf) - start < _MAX_BOUNDARY_LINE:
             self._skip(line)
+            self._line_start = True  # `line` began a line
             self._pos = 0
             return None
         return -1
@@ -129,6 +132,7 @@ class MultipartSplitter:
         """Drop everything up to and including the delimiter line at ``line``..``eol``."""
         self._skip(line)
         del self._buf[: eol + 1 - line]
+        self._line_start = True
         self._pos = 0
 
     def _seek(self) -> bool:
@@ -163,17 +167,31 @@ class MultipartSplitter:
                 self._length = None
             return True
 
+    def _dashes_at_line_start(self, start: int) -> int:
+        """Where the first "--" that begins a line is, at or after ``start``; -1 when there is none."""
+        buf = self._buf
+        if start == 0 and self._line_start and buf.startswith(b"--"):
+            return 0
+        found = _DASHES_AFTER_LINE_BREAK.search(buf, max(0, start - 1))
+        return -1 if found is None else found.start() + 1
+
     def _learn(self) -> bool:
         buf = self._buf
         while True:
-            found = _DASHES_AT_LINE_START.search(buf, self._pos)
-            if found is None:
-                # Keep a line start that may be followed by "--" in the next chunk.
-                keep = 2 if buf.endswith(b"\n-") else 1 if buf.endswith(b"\n") else 0
+            i = self._dashes_at_line_start(self._pos)
+            if i < 0:
+                # Keep what may become "--" at a line start with the next chunk, and whether the
+                # next chunk starts a line: a read may end anywhere, even inside the dashes.
+                if buf.endswith(b"\n-") or (buf == b"-" and self._line_start):
+                    keep, line_start = 1, True
+                elif buf:
+                    keep, line_start = 0, buf.endswith(b"\n")
+                else:
+                    keep, line_start = 0, self._line_start
                 self._skip(len(buf) - keep)
+                self._line_start = line_start
                 self._pos = 0
                 return False
-            i = found.start()
             eol = self._line_end(i, i)
             if eol is None:
                 return False
@@ -233,6 +251,11 @@ class MultipartSplitter:
         del self._buf[:consumed]
         self._state, self._pos = _SEEK, 0
 
+    def _discard(self, consumed: int) -> None:
+        self.discarded += 1
+        del self._buf[:consumed]
+        self._state, self._pos = _SEEK, 0
+
     def _sized_body(self, payloads: list[bytes]) -> bool:
         length = self._length
         assert length is not None
@@ -280,7 +303,10 @@ class MultipartSplitter:
                 if found is None:
                     self._scan = max(self._scan, limit - 1)
                 elif buf[found.start() + 1] == 0xD9:
-                    self._emit(payloads, found.end(), found.end())
+                    if found.end() > self.max_part:
+                        self._discard(found.end())
+                    else:
+                        self._emit(payloads, found.end(), found.end())
                     return True
                 else:
                     # Another image starts inside the scan: this one lost its end. The part
@@ -293,7 +319,10 @@ class MultipartSplitter:
                 size -= 1
             if size and buf[size - 1] == 0x0D:
                 size -= 1
-            self._emit(payloads, size, cut)
+            if size > self.max_part:  # as if it had arrived in reads: too large however it comes
+                self._discard(cut)
+            else:
+                self._emit(payloads, size, cut)
             return True
         if len(buf) > self.max_part:
             self.discarded += 1

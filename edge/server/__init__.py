@@ -1,8 +1,8 @@
-"""The one adapter to uvicorn's internals, and serving (§1).
+"""The one adapter to uvicorn's internals, and serving (§1 of docs/interface.md).
 
 Everything in edge that reaches below the public API of uvicorn, Starlette or the websockets
 library lives in this package, and ``selfcheck.py`` looks for all of it at start-up:
-``http.py`` and ``websocket.py`` (the protocols, with the limits of §7), ``wire.py`` (the
+``http.py`` and ``websocket.py`` (the protocols, with the limits of §7 of docs/interface.md), ``wire.py`` (the
 transport the broadcast writes frames to, and their framing), ``wsguard.py`` (a WebSocket
 client's frames counted before they are parsed), ``limits.py``, ``listen.py``, ``runner.py``
 (uvicorn's config, start-up and shutdown), ``logs.py`` (uvicorn's log records).
@@ -20,7 +20,7 @@ from .. import __version__
 from ..config import Config
 from .limits import Limits
 from .listen import ListenError, listen_socket, raise_open_files_limit
-from .logs import uvicorn_records
+from .logs import set_levels, uvicorn_records
 from .runner import EdgeServer, uvicorn_config
 from .selfcheck import AdapterError, check_uvicorn
 
@@ -36,10 +36,11 @@ def log_filters() -> list[Callable[[logging.LogRecord], bool]]:
 
 
 def serve(config: Config) -> int:
-    """Serve ``config`` until SIGINT/SIGTERM; the exit status (§1)."""
+    """Serve ``config`` until SIGINT/SIGTERM; the exit status (§1 of docs/interface.md)."""
     from ..web.app import create_app
 
     server_cfg = config.server
+    set_levels(server_cfg.log_level)
     probe = uvicorn_config(None, server_cfg)
     try:
         # uvicorn's loop choice (uvloop when installed): the default loop costs ~2x the CPU per frame sent.

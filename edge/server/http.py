@@ -1,5 +1,5 @@
-"""edge's HTTP protocol: uvicorn's httptools protocol with the limits of §7 and the fixes that
-endless streams need.
+"""edge's HTTP protocol: uvicorn's httptools protocol with the limits of §7 of
+``docs/interface.md`` and the fixes that endless streams need.
 
 * the request head is bounded: its size is counted before httptools buffers it, its header
   lines are counted as they are parsed, and it has ``request_timeout`` from the TCP accept

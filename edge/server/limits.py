@@ -1,4 +1,5 @@
-"""What one connection may cost before it has made a request (§7): the head's size, its
+"""What one connection may cost before it has made a request (§7 of ``docs/interface.md``): the
+head's size, its
 number of headers, the time to send it, and how many such connections one address may hold."""
 
 from __future__ import annotations

@@ -17,6 +17,12 @@ _PER_CONNECTION = ('%s - "WebSocket %s"', "connection open", "connection closed"
 _CLIENT_FAULTS = ("Invalid HTTP request received.", "Unsupported upgrade request.")
 
 
+def set_levels(level: str) -> None:
+    """uvicorn's loggers at edge's level (they may have been given one of their own)."""
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).setLevel(level.upper())
+
+
 def uvicorn_records(record: logging.LogRecord) -> bool:
     """A log filter (on the handler, so every logger's records pass it)."""
     if record.name not in _UVICORN or not isinstance(record.msg, str):

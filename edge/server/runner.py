@@ -5,7 +5,7 @@
   are ended first, stalled connections are aborted, and a signal-driven shutdown returns
   normally so the process exits 0;
 * uvicorn leaves the loop's TLS handshake timeout at 60 s: the handshake gets
-  ``request_timeout`` (from the accept, §7) instead.
+  ``request_timeout`` (from the accept, §7 of ``docs/interface.md``) instead.
 """
 
 from __future__ import annotations

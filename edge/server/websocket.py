@@ -1,4 +1,5 @@
-"""edge's WebSocket protocol: uvicorn's websockets (sans-I/O) protocol, guarded (§5, §7).
+"""edge's WebSocket protocol: uvicorn's websockets (sans-I/O) protocol, guarded (§5, §7 of
+``docs/interface.md``).
 
 * the client's frames are counted from their headers before the websockets library parses
   them (``wsguard.py``): a flood of any kind of frame, or a message over 64 KiB however it is

@@ -1,4 +1,5 @@
-"""A WebSocket client's frames counted from their headers, before anything parses them (§5, §7).
+"""A WebSocket client's frames counted from their headers, before anything parses them (§5, §7
+of ``docs/interface.md``).
 
 The websockets library parses every frame it is fed and keeps every fragment of a message,
 and uvicorn feeds it whatever arrived. A client that sends zero-length continuation frames or

@@ -1,4 +1,4 @@
-"""Who may see the cameras (§7): Host check, HTTP Basic, stream tokens, WebSocket origin.
+"""Who may see the cameras (§7 of ``docs/interface.md``): Host check, HTTP Basic, stream tokens, WebSocket origin.
 
 One ASGI middleware in front of every route, so no endpoint can forget a check. In order:
 
@@ -232,7 +232,7 @@ class AccessControl:
 
 async def deny(response: Response, scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "websocket":
-        # Refuse the upgrade with a real HTTP answer (contract §7); closing before accept
+        # Refuse the upgrade with a real HTTP answer (§7 of docs/interface.md); closing before accept
         # would read as a bare 403 with no reason. uvicorn adds its default headers to HTTP
         # responses only, so the security headers are added here.
         for name, value in SECURITY_HEADERS:

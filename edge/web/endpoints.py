@@ -1,4 +1,5 @@
-"""What a viewer asks for: the page, a camera's stream, snapshot and WebSocket (§3)."""
+"""What a viewer asks for: the page, a camera's stream, snapshot and WebSocket (§3 of
+``docs/interface.md``)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,15 @@ from .mjpeg import MJPEGResponse
 from .state import EdgeState
 from .websocket import serve_websocket
 
-WAKE_WAIT = 3.0  # how long a snapshot waits for an idle camera's first fresh frame
+# How long a snapshot of an idle camera waits for a frame captured after the request: enough for
+# a source that wakes slowly to deliver, or to be declared stalled so that the NO SIGNAL picture
+# comes instead (the stall window is max(2 s, 3 frame periods); an HTTP source may take 5 s to
+# answer), so that only a camera whose capture is stuck gets the 503.
+WAKE_WAIT_MIN = 10.0
+
+
+def wake_wait(camera: Camera) -> float:
+    return max(WAKE_WAIT_MIN, 2 * max(2.0, 3.0 / camera.config.fps))
 
 
 class BadRequest(Exception):
@@ -82,7 +91,8 @@ async def stream(request: Request) -> Response:
 
 async def snapshot(request: Request) -> Response:
     """The latest frame; for a camera that was idle, a frame captured after the request came
-    (§8), or 503 if the camera sends none within :data:`WAKE_WAIT` seconds."""
+    (§8): the camera's, or the NO SIGNAL picture if its source failed on waking; 503 with
+    Retry-After only if neither comes within :func:`wake_wait` (a capture that is stuck)."""
     camera = camera_of(request)
     capture = camera.capture
     frame = capture.slot.latest
@@ -90,11 +100,14 @@ async def snapshot(request: Request) -> Response:
     capture.demand()  # a snapshot keeps the camera awake for idle_after, like a viewer
     if idle and frame is not None:
         # The slot holds the frame from before the camera idled: wait for a fresh one.
+        wait = wake_wait(camera)
         try:
-            frame = await asyncio.wait_for(capture.slot.wait_newer(frame.seq), WAKE_WAIT)
+            # A snapshot waiting for its frame is a viewer: the camera stays awake until it comes.
+            with capture.watching():
+                frame = await asyncio.wait_for(capture.slot.wait_newer(frame.seq), wait)
         except TimeoutError:
             return JSONResponse(
-                {"error": f"camera {camera.name!r} was idle and sent no new frame within {WAKE_WAIT:g} s; try again"},
+                {"error": f"camera {camera.name!r} was idle and sent no new frame within {wait:g} s; try again"},
                 status_code=503,
                 headers={"Retry-After": "1"},
             )

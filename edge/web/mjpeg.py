@@ -33,7 +33,7 @@ _TAIL = b"\r\n--" + BOUNDARY.encode() + b"\r\n"
 
 
 def part(frame: Frame) -> bytes:
-    """The multipart part of a frame, boundary after it (§4)."""
+    """The multipart part of a frame, boundary after it (§4 of ``docs/interface.md``)."""
     head = b"Content-Type: image/jpeg\r\nContent-Length: %d\r\nX-Timestamp: %.6f\r\n\r\n" % (
         len(frame.jpeg),
         frame.timestamp,

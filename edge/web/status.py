@@ -1,4 +1,5 @@
-"""What the appliance says about itself: ``/api/status`` (§6), ``/healthz``, ``/readyz``, ``/metrics``."""
+"""What the appliance says about itself: ``/api/status`` (§6 of ``docs/interface.md``), ``/healthz``,
+``/readyz``, ``/metrics``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The WebSocket frame channel (§5): binary frames, per-connection settings, acks.
+"""The WebSocket frame channel (§5 of ``docs/interface.md``): binary frames, per-connection settings, acks.
 
 Frames go out from the camera's broadcast as complete server-to-client binary messages whose
 payload is made here once per frame for every WebSocket viewer (:func:`payload`: 8 bytes of

@@ -1,27 +1,27 @@
-"""Incremental, zero-copy parsers for the soak clients: MJPEG over HTTP and the WebSocket channel.
+"""The soak clients' per-frame readers: MJPEG through the suite's parser, and the WebSocket channel.
 
-Every parser works on ``(buf, start, end)`` ranges of a receive buffer the caller reuses for the
-next read, keeps no reference to it, and never scans JPEG bytes: ``Content-Length`` (MJPEG) or
-the frame length (WebSocket) says how many bytes to skip, and only a frame's first and last two
-bytes are looked at, unless the sink asks for the whole frame to decode it as a sample.  That keeps
-a frame's cost on the client side to a handful of Python operations, so 200 clients on a 2-core
-machine do not become the bottleneck of the server they are measuring.
+MJPEG goes through `tests.support.multipart` (the one MJPEG parser of the tests, the benchmark and
+`MjpegStream` alike); `MjpegReader` reports its parts to a client's `FrameSink`. `WsReader` is the
+soak's own incremental WebSocket reader, on the same rules: it works on ``(buf, start, end)``
+ranges of a receive buffer the caller reuses for the next read, keeps no reference to it, and
+never scans JPEG bytes (the frame length says how many to skip, and only a frame's first and last
+two bytes are looked at, unless the sink asks for the whole frame to decode it as a sample). That
+keeps a frame's cost on the client side to a handful of Python operations, so 200 clients on a
+2-core machine do not become the bottleneck of the server they are measuring.
 
-What the parsers check (CONTRACT §4, §5) on every frame a client completes:
-  MJPEG: the part has ``Content-Type: image/jpeg``, ``Content-Length`` and ``X-Timestamp``; exactly
-  ``Content-Length`` bytes later comes ``CRLF --boundary CRLF``; the bytes start ``FF D8`` and end
-  ``FF D9``.  WebSocket: server frames are unmasked and unfragmented; a binary message is 8 bytes
-  sequence number (increasing), 8 bytes timestamp, then a JPEG starting ``FF D8``, ending ``FF D9``.
+What is checked (§4 and §5 of docs/interface.md) on every frame a client completes:
+  MJPEG: see `tests.support.multipart`.  WebSocket: server frames are unmasked and unfragmented;
+  a binary message is 8 bytes sequence number (increasing), 8 bytes timestamp, then a JPEG
+  starting ``FF D8``, ending ``FF D9``.
 A violation is reported to the sink as a corrupt frame (``problem``); a framing violation also
 ends the parse (``failed``), since nothing after it can be trusted.
 
-Why these readers and not `tests.support`'s `MjpegStream` and `RawWebSocket`: those pull from a
-blocking socket (a thread per client) and raise at the first fault, which suits a test that checks
-one stream. The soak's 200 clients share one asyncio loop that pushes whatever arrived into a
-parser (`feed`), must count a corrupt frame and carry on, and must know when they are inside a
-JPEG (vanishers leave there). Copying is not the reason: a 14 KB frame takes about 6 us to parse
-either way over HTTP/1.0, and 12 us here against 15 us through `BodyReader` when chunked. What is
-not per frame (requests, the handshake, client frames, response heads) comes from `tests.support`.
+Why these readers and not `MjpegStream` and `RawWebSocket` themselves: those pull from a blocking
+socket (a thread per client) and raise at the first fault, which suits a test that checks one
+stream. The soak's 200 clients share one asyncio loop that pushes whatever arrived into a reader
+(`feed`), must count a corrupt frame and carry on, and must know when they are inside a JPEG
+(vanishers leave there). What is not per frame (requests, the handshake, client frames, response
+heads) comes from `tests.support`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ import struct
 from typing import Protocol
 
 from tests.support.http import header_fields, request_head, status_code
+from tests.support.multipart import HEAD_END, JPEG_EOI, JPEG_SOI, Part
+from tests.support.response import MAX_RESPONSE_HEAD, MjpegResponse
 from tests.support.websocket import (
     OP_BINARY,
     OP_CLOSE,
@@ -43,13 +45,6 @@ from tests.support.websocket import (
     upgrade_headers,
 )
 
-CRLF = b"\r\n"
-HEAD_END = b"\r\n\r\n"
-JPEG_SOI = b"\xff\xd8"
-JPEG_EOI = b"\xff\xd9"
-MAX_RESPONSE_HEAD = 16 * 1024
-MAX_PART_HEAD = 1024
-MAX_CHUNK_LINE = 64
 MAX_TEXT = 64 * 1024
 WS_PREFIX = struct.Struct(">Qd")
 USER_AGENT = "edge-soak"
@@ -106,7 +101,7 @@ def last_two(before: bytes, buf: Buf, pos: int, stop: int) -> bytes:
 
 
 class _HeadReader:
-    """Collects a response head, then hands the rest of the bytes to ``_body``."""
+    """Collects the response head of a WebSocket upgrade, then hands the rest of the bytes to ``_body``."""
 
     def __init__(self) -> None:
         self._head = bytearray()
@@ -155,209 +150,42 @@ class _HeadReader:
 # --------------------------------------------------------------------------------------------
 
 
-class MjpegReader(_HeadReader):
-    """HTTP response head, optional chunked coding, and the multipart body, in one pass."""
-
-    # multipart states
-    _OPEN, _PART_HEAD, _DATA, _DELIM, _END = range(5)
-    # chunked states
-    _C_SIZE, _C_DATA, _C_CRLF, _C_END = range(4)
+class MjpegReader:
+    """An MJPEG response through `tests.support.response.MjpegResponse`, its parts reported to
+    the client's sink; a framing error stops it (``failed``) and counts as a corrupt frame."""
 
     def __init__(self, sink: FrameSink) -> None:
-        super().__init__()
         self._sink = sink
-        self.chunked = False
-        self.frames = 0
-        self._open = b""
-        self._delim = b""
-        self._final = b""
-        self._state = self._OPEN
-        self._carry = bytearray()
-        self._length = 0
-        self._remaining = 0
-        self._ts = math.nan
-        self._soi = b""
-        self._eoi = b""
-        self._capture: bytearray | None = None
-        self._c_state = self._C_SIZE
-        self._c_carry = bytearray()
-        self._c_remaining = 0
+        self._response = MjpegResponse(self)
+        self.feed = self._response.feed  # feed(buf, start, end, now): straight to the parser
+
+    @property
+    def failed(self) -> str | None:
+        return self._response.failed
+
+    @property
+    def ended(self) -> bool:
+        return self._response.ended
+
+    @property
+    def frames(self) -> int:
+        return self._response.frames
 
     @property
     def mid_jpeg(self) -> bool:
         """Inside a JPEG: some of its bytes have arrived, not all."""
-        return self._state == self._DATA and 0 < self._remaining < self._length
+        return self._response.mid_jpeg
 
-    @property
-    def ended(self) -> bool:
-        return self._state == self._END or self._c_state == self._C_END
+    # -- tests.support.multipart.PartSink -----------------------------------------------------
 
-    def _on_head(self) -> None:
-        if self.status != 200:
-            self._fail(f"HTTP {self.status}")
-            return
-        ctype = self.headers.get("content-type", "")
-        boundary = ""
-        if ctype.lower().startswith("multipart/x-mixed-replace"):
-            for param in ctype.split(";")[1:]:
-                key, _, value = param.strip().partition("=")
-                if key.lower() == "boundary":
-                    boundary = value.strip('"')
-        if not boundary:
-            self._fail(f"not a multipart stream: {ctype!r}")
-            return
-        token = boundary.encode("latin-1")
-        self._open = b"--" + token + CRLF
-        self._delim = CRLF + b"--" + token + CRLF
-        self._final = CRLF + b"--" + token + b"--"
-        self.chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
+    def want_jpeg(self) -> bool:
+        return self._sink.want_jpeg()
 
-    def _body(self, buf: Buf, start: int, end: int, now: float) -> None:
-        if self.chunked:
-            self._dechunk(buf, start, end, now)
-        else:
-            self._multipart(buf, start, end, now)
+    def on_part(self, part: Part) -> None:
+        self._sink.on_frame(part.at, part.timestamp, -1, part.length, part.problem, part.jpeg)
 
-    # -- chunked transfer coding: forwards payload ranges of the same buffer ---------------------
-
-    def _dechunk(self, buf: Buf, start: int, end: int, now: float) -> None:
-        pos = start
-        while pos < end and self.failed is None:
-            state = self._c_state
-            if state == self._C_DATA:
-                stop = pos + min(self._c_remaining, end - pos)
-                self._multipart(buf, pos, stop, now)
-                self._c_remaining -= stop - pos
-                pos = stop
-                if not self._c_remaining:
-                    self._c_state = self._C_CRLF
-            elif state == self._C_SIZE:
-                idx = buf.find(b"\n", pos, end)
-                if idx < 0:
-                    self._c_carry += buf[pos:end]
-                    if len(self._c_carry) > MAX_CHUNK_LINE:
-                        self._fail("chunk size line too long")
-                    return
-                line = self._c_carry + buf[pos:idx]
-                self._c_carry.clear()
-                pos = idx + 1
-                try:
-                    size = int(bytes(line).split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    self._fail(f"bad chunk size line {bytes(line)[:40]!r}")
-                    return
-                if size == 0:
-                    self._c_state = self._C_END
-                    return
-                self._c_remaining = size
-                self._c_state = self._C_DATA
-            elif state == self._C_CRLF:
-                stop = min(end, pos + 2 - len(self._c_carry))
-                self._c_carry += buf[pos:stop]
-                pos = stop
-                if len(self._c_carry) == 2:
-                    if self._c_carry != CRLF:
-                        self._fail("chunk not followed by CRLF")
-                        return
-                    self._c_carry.clear()
-                    self._c_state = self._C_SIZE
-            else:
-                return
-
-    # -- multipart/x-mixed-replace ----------------------------------------------------------------
-
-    def _multipart(self, buf: Buf, start: int, end: int, now: float) -> None:
-        pos = start
-        while pos < end and self.failed is None:
-            state = self._state
-            if state == self._DATA:  # the hot path: skip JPEG bytes, note the first and last two
-                stop = pos + min(self._remaining, end - pos)
-                if len(self._soi) < 2:
-                    self._soi += buf[pos : min(stop, pos + 2 - len(self._soi))]
-                self._eoi = last_two(self._eoi, buf, pos, stop)
-                if self._capture is not None:
-                    self._capture += buf[pos:stop]
-                self._remaining -= stop - pos
-                pos = stop
-                if not self._remaining:
-                    self._state = self._DELIM
-            elif state == self._PART_HEAD:
-                pos = self._part_head(buf, pos, end)
-            elif state == self._DELIM:
-                pos = self._delimiter(buf, pos, end, now)
-            elif state == self._OPEN:
-                stop = min(end, pos + len(self._open) - len(self._carry))
-                self._carry += buf[pos:stop]
-                pos = stop
-                if len(self._carry) == len(self._open):
-                    if self._carry != self._open:
-                        self._fail(f"body does not start with the boundary: {bytes(self._carry)!r}")
-                        return
-                    self._carry.clear()
-                    self._state = self._PART_HEAD
-            else:
-                return
-
-    def _part_head(self, buf: Buf, pos: int, end: int) -> int:
-        limit = min(end, pos + MAX_PART_HEAD - len(self._carry))
-        old = len(self._carry)
-        self._carry += buf[pos:limit]
-        idx = self._carry.find(HEAD_END, max(0, old - 3))
-        if idx < 0:
-            if len(self._carry) >= MAX_PART_HEAD:
-                self._corrupt("part headers longer than 1 KiB", fatal=True)
-            return limit
-        block = bytes(self._carry[:idx])
-        self._carry.clear()
-        self._start_part(block)
-        return pos + idx + 4 - old
-
-    def _start_part(self, block: bytes) -> None:
-        fields = {}
-        for line in block.split(CRLF):
-            name, _, value = line.partition(b":")
-            fields[name.strip().lower()] = value.strip()
-        try:
-            length = int(fields[b"content-length"])
-            ts = float(fields[b"x-timestamp"])
-        except (KeyError, ValueError):
-            self._corrupt(f"bad part headers {block[:120]!r}", fatal=True)
-            return
-        if fields.get(b"content-type") != b"image/jpeg" or length <= 0:
-            self._corrupt(f"bad part headers {block[:120]!r}", fatal=True)
-            return
-        self._length = self._remaining = length
-        self._ts = ts
-        self._soi = b""
-        self._eoi = b""
-        self._capture = bytearray() if self._sink.want_jpeg() else None
-        self._state = self._DATA
-
-    def _delimiter(self, buf: Buf, pos: int, end: int, now: float) -> int:
-        stop = min(end, pos + len(self._delim) - len(self._carry))
-        self._carry += buf[pos:stop]
-        if len(self._carry) < len(self._delim):
-            return stop
-        carry = bytes(self._carry)
-        self._carry.clear()
-        if carry == self._final:
-            self._state = self._END
-        elif carry != self._delim:
-            self._corrupt(f"Content-Length {self._length} not followed by the boundary (got {carry!r})", fatal=True)
-            return stop
-        else:
-            self._state = self._PART_HEAD
-        self.frames += 1
-        problem = None if self._soi == JPEG_SOI and self._eoi == JPEG_EOI else "JPEG does not start FFD8 / end FFD9"
-        jpeg = bytes(self._capture) if self._capture is not None else None
-        self._capture = None
-        self._sink.on_frame(now, self._ts, -1, self._length, problem, jpeg)
-        return stop
-
-    def _corrupt(self, reason: str, fatal: bool) -> None:
-        self._sink.on_frame(math.nan, self._ts, -1, self._length, reason, None)
-        if fatal:
-            self._fail(reason)
+    def on_error(self, reason: str) -> None:
+        self._sink.on_frame(math.nan, math.nan, -1, 0, reason, None)
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,19 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from tests.soak.clients import (
-    LAG_BINS_MS,
-    ClientStats,
-    Ctx,
-    run_fast,
-    run_flooder,
-    run_garbage,
-    run_guesser,
-    run_idle,
-    run_slow,
-    run_staller,
-    run_vanisher,
-)
+from tests.soak.abuse import run_garbage, run_idle
+from tests.soak.attackers import run_flooder, run_guesser, run_staller
+from tests.soak.churn import run_vanisher
+from tests.soak.context import LAG_BINS_MS, ClientStats, Ctx
+from tests.soak.readers import run_fast, run_slow
 
 KINDS = ("mjpeg_fast", "ws_fast", "mjpeg_slow", "ws_slow", "vanish", "garbage", "idle", "flood", "guess", "stall")
 KEEP_ARRIVALS = {"mjpeg_fast", "ws_fast", "mjpeg_slow", "ws_slow"}

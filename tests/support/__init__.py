@@ -1,4 +1,4 @@
-"""What the tests use to drive and watch a real `edge` server, laid out like `edge/` itself.
+"""What the tests use to drive and watch a real `edge` server, one module per concern.
 
 - `process.py`  the server as a child process (start, listening line, log, stop) and the
                 `StartServer` factory behind the `start_server` fixtures;
@@ -13,5 +13,10 @@
 - `frames.py`   `Received`, readers, and `BackgroundReader` for viewers that keep reading;
 - `stale.py`    the slow-reader rule (at most two stale frames or 256 KiB after resuming);
 - `tls.py`      self-signed certificates;
-- `sources.py`  MJPEG clips made with ffmpeg for file, pipe and http cameras.
+- `sources.py`  MJPEG clips made with ffmpeg for file, pipe and http cameras;
+- `multipart.py` the one incremental parser of the MJPEG edge serves; `response.py` the head
+                and chunked coding around it;
+- `asgi.py`     in-process clients (Starlette's TestClient) for the pure-ASGI parts;
+- `attacks.py`  hostile clients (floods, guessing, stalls); `rate.py` a viewer's fps per second;
+- `programs.py` `requires`, the one way a test says which system program it needs.
 """

@@ -1,4 +1,4 @@
-"""Config files for the servers the tests start (the YAML side of edge/config.py).
+"""Config files for the servers the tests start (the YAML side of edge/config/).
 
 A camera entry's rate and quality default to `edge.config.CameraConfig`'s own defaults, so the
 suite follows the server when they change instead of keeping a copy; only the size is the
@@ -26,7 +26,8 @@ def virtual_cam(
     quality: int = CAMERA_DEFAULTS.quality,
     source: str | int = "virtual",
 ) -> dict[str, Any]:
-    """A camera entry of the config file (CONTRACT §2): the virtual camera unless `source` says otherwise."""
+    """A camera entry of the config file (§2 of docs/interface.md): the virtual camera unless
+    `source` says otherwise."""
     return {
         "name": name,
         "source": source,

@@ -1,11 +1,12 @@
 """HTTP on the wire: request heads, response heads, and bodies read off a raw socket.
 
 Two readings of a response head: `read_http_head` is strict (the server's own heads are part of
-the contract: every malformed line fails the test), `status_code` and `header_fields` are
-lenient (a client that sent garbage records whatever came back, a non-HTTP answer included).
-`BodyReader` de-chunks `Transfer-Encoding: chunked` by hand, checking every chunk line, because
-the MJPEG framing must be checked byte for byte below it. `fetch` is for ordinary requests, through
-httpx, and never hangs on an endless stream; `http_server` is a small server of the test's own.
+the interface, §3 and §4 of docs/interface.md: every malformed line fails the test),
+`status_code` and `header_fields` are lenient (a client that sent garbage records whatever came
+back, a non-HTTP answer included). `BodyReader` reads a body off a blocking socket, de-chunking
+`Transfer-Encoding: chunked` by hand and checking every chunk line (MJPEG streams go through
+`tests.support.response` instead). `fetch` is for ordinary requests, through httpx, and never
+hangs on an endless stream; `http_server` is a small server of the test's own.
 """
 
 from __future__ import annotations

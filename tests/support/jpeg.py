@@ -1,4 +1,4 @@
-"""JPEG frames as the tests see them (edge/jpeg.py is the server's side).
+"""JPEG frames as the tests see them (edge/formats/jpeg.py is the server's side).
 
 Decoding checks that a frame a client received is a whole, decodable picture of the right size;
 the hash says whether two frames are the same bytes (passthrough must not re-encode); and the

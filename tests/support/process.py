@@ -1,6 +1,6 @@
 """`python -m edge` as a child process: start it, learn its port, read its log, stop it.
 
-Every integration test talks to a real server process (edge/__main__.py, edge/server.py), never
+Every integration test talks to a real server process (edge/__main__.py, edge/server/), never
 to the app in-process: signals, exit statuses, the listening socket and the log are part of what
 is tested. The log is drained by a thread so the child never blocks on a full pipe, and the
 `listening on http://HOST:PORT` line tells a server started with `--port 0` which port it got.
@@ -143,7 +143,7 @@ def edge_command(
     log_level: str | None = "info",
     extra_args: Iterable[str] = (),
 ) -> list[str]:
-    """Command line for serving, as documented in CONTRACT §1."""
+    """Command line for serving, as documented in §1 of docs/interface.md."""
     cmd = [sys.executable, "-m", "edge"]
     if config is not None:
         cmd += ["--config", str(config)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import socket
 import struct
 
@@ -19,10 +20,22 @@ import struct
 _loopback_hosts = itertools.count(1)
 
 
+def _worker_number() -> int:
+    """pytest-xdist's worker number (gw0, gw1, ...: 0, 1, ...); 0 without xdist."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(name[2:]) if name.startswith("gw") and name[2:].isdigit() else 0
+
+
+# Each process its own second octet, 127.10 to 127.19 (the soak's clients use 127.20 and up), so
+# that addresses stay unique across pytest-xdist's workers too.
+_SECOND_OCTET = 10 + _worker_number() % 10
+
+
 def fresh_loopback_address() -> str:
-    """A loopback address no earlier call returned in this process (127.10.0.1, 127.10.0.2, ...)."""
+    """A loopback address no earlier call returned in this run (127.10.0.1, 127.10.0.2, ...; a
+    pytest-xdist worker gwN counts in 127.(10 + N))."""
     n = next(_loopback_hosts)
-    return f"127.10.{n // 250 % 250}.{n % 250 + 1}"
+    return f"127.{_SECOND_OCTET}.{n // 250 % 250}.{n % 250 + 1}"
 
 
 class StreamEnded(Exception):

@@ -1,14 +1,17 @@
-"""Video the test cameras read (edge/sources.py reads it): MJPEG clips made with ffmpeg.
+"""Video the test cameras read (edge/sources/ reads it): MJPEG clips made with ffmpeg.
 
 ffmpeg's `testsrc` is asymmetric and carries a frame counter, so a rotated, flipped or frozen
 picture is visible; `-c copy` extracts a clip's JPEGs exactly as they are stored, which is what a
-camera that passes its source's JPEG through must serve byte for byte.
+camera that passes its source's JPEG through must serve byte for byte. A test that makes clips is
+marked `requires("ffmpeg")`.
 """
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+
+from tests.support.programs import program
 
 
 def mjpeg_clip(
@@ -19,7 +22,7 @@ def mjpeg_clip(
     source = f"testsrc=size={size[0]}x{size[1]}:rate={rate}"
     codec = ["-c:v", "mjpeg"] + (["-q:v", str(quality)] if quality is not None else [])
     subprocess.run(
-        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", source, "-t", str(seconds)]
+        [program("ffmpeg"), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", source, "-t", str(seconds)]
         + [*codec, str(out)],
         check=True,
         timeout=60,
@@ -30,7 +33,7 @@ def mjpeg_clip(
 def extract_jpegs(clip: Path, pattern: Path) -> None:
     """The clip's JPEG frames, unchanged, into files named by `pattern` (e.g. `dir/frame%03d.jpg`)."""
     subprocess.run(
-        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(clip), "-c", "copy", "-f", "image2"]
+        [program("ffmpeg"), "-hide_banner", "-loglevel", "error", "-y", "-i", str(clip), "-c", "copy", "-f", "image2"]
         + [str(pattern)],
         check=True,
         timeout=60,

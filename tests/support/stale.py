@@ -1,7 +1,7 @@
-"""The slow-reader rule (CONTRACT §4): what a viewer that stopped reading may get when it resumes.
+"""The slow-reader rule (§4 of docs/interface.md): what a viewer that stopped reading may get when it resumes.
 
 Frames are never queued per client, so a client that resumes gets at most two frames or 256 KiB
-(whichever is more) captured before it resumed, then only fresh ones (edge/broadcast.py explains
+(whichever is more) captured before it resumed, then only fresh ones (edge/fanout/broadcast.py explains
 how the server keeps that bound). One check, shared by the MJPEG and WebSocket tests.
 """
 

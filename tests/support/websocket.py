@@ -1,4 +1,4 @@
-"""The WebSocket frame channel from the client side (CONTRACT §5; edge/websocket.py serves it).
+"""The WebSocket frame channel from the client side (§5 of docs/interface.md; edge/web/websocket.py serves it).
 
 `RawWebSocket` is a minimal RFC 6455 client on a raw socket: the tests need to set SO_RCVBUF,
 stop reading at will (slow readers), vanish mid-frame (churn) and see every frame as sent, which
@@ -30,7 +30,7 @@ OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 
 @dataclass
 class WsFrame:
-    """A binary frame message of CONTRACT §5."""
+    """A binary frame message of §5 of docs/interface.md."""
 
     seq: int
     timestamp: float
