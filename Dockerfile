@@ -82,9 +82,9 @@ COPY deploy/healthcheck.py /app/healthcheck.py
 COPY config/edge.yaml /config/edge.yaml
 COPY edge/ /app/edge/
 # Fails the build (not the first start on a device) if a native library of OpenCV, numpy or
-# uvloop is missing from the slim base.
+# uvloop (or FFmpeg's, which PyAV bundles) is missing from the slim base.
 RUN python -m compileall -q /app \
-    && python -c "import cv2, numpy, uvloop, httptools, yaml, edge.web.app, edge.server; print('cv2', cv2.__version__)"
+    && python -c "import cv2, numpy, uvloop, httptools, yaml, av, edge.web.app, edge.server; print('cv2', cv2.__version__)"
 
 # A numeric UID (so `runAsNonRoot`-style checks can verify it) and no explicit group: with
 # "UID:GID" the engine would drop the supplementary `video` group from /etc/group.

@@ -56,6 +56,7 @@ lint: install-test
 bench: install-test
 	$(PY) benchmarks/bench.py
 	$(PY) benchmarks/sources.py
+	$(PY) benchmarks/h264bench.py
 
 # 20-minute soak: 200 churning clients, the camera's source failing every 30 s; prints the figure
 # table. `make test` runs the same test for 120 s (EDGE_SOAK_SECONDS overrides the length).

@@ -47,7 +47,8 @@ NOTSENT_LOWAT = 4 * 1024  # edge/server/listen.py
 MAX_HEAD = 64 * 1024
 SECURITY = (  # edge/web/access.py SECURITY_HEADERS, as uvicorn writes them
     b"x-content-type-options: nosniff\r\nreferrer-policy: no-referrer\r\n"
-    b"content-security-policy: default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
+    b"content-security-policy: default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
+    b"connect-src 'self'; "
     b"script-src 'self'; style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'\r\n"
 )
 STREAM_HEADERS = (  # edge/web/mjpeg.py STREAM_HEADERS

@@ -51,7 +51,8 @@ TOKEN1 = "tokA1b2C3d4E5f6G7h8"
 TOKEN2 = "tokZ9y8X7w6V5u4T3s2q"
 REALM = 'Basic realm="edge"'
 CSP = (
-    "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; script-src 'self'; "
+    "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; "
+    "script-src 'self'; "
     "style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'"
 )
 FRIEND_ORIGIN = "http://friend.example:8000"

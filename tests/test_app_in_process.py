@@ -79,7 +79,7 @@ def test_bad_query_values_are_400(app_client: TestClient) -> None:
         ("/cameras/cam0/stream?fps=abc", "fps must be a number"),
         ("/stream?fps=11", "fps"),
         ("/?action=dance", "unknown action 'dance'"),
-        ("/?mode=flash", "mode must be auto, mjpeg or ws"),
+        ("/?mode=flash", "mode must be auto, mjpeg, ws, h264 or mp4"),
     ]:
         response = app_client.get(path)
         assert response.status_code == 400, path

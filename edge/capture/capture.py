@@ -24,11 +24,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+import numpy as np
+
 from ..config import CameraConfig, SourceKind
 from ..fanout.slot import Frame, FrameSlot
+from ..fanout.units import AccessUnit, UnitFeed
+from ..formats.h264 import AccessUnitChecker, H264Error
 from ..redact import redact_source
 from ..sources import Captured, Source, SourceError, make_placeholder, make_source, resolve_auto
+from .encoder import H264Encoder
 from .process import FrameProcessor
+from .transcode import Transcoder
 
 log = logging.getLogger("edge.capture")
 
@@ -37,6 +43,9 @@ BACKOFF_MAX = 10.0
 PLACEHOLDER_PERIOD = 1.0
 FPS_WINDOW = 2.0  # seconds of frames the measured rate is averaged over
 IDLE_CHECK = 1.0  # an idle paused source looks at its stop/wake event at least this often
+# An H.264 camera keeps decoding for JPEG this long after the last snapshot, so a client that
+# polls snapshots does not pay for a decoder start (and a GOP decode) every time.
+JPEG_LINGER = 10.0
 SourceFactory = Callable[[CameraConfig, threading.Event], Source]
 
 
@@ -77,6 +86,16 @@ class Capture:
         self._same_run = 0
         self._recent: collections.deque[float] = collections.deque(maxlen=256)
         self._streaming_since = 0.0
+        # H.264 (§9 of docs/interface.md): every access unit goes to `units`; JPEG for an H.264
+        # camera is made by the transcoder, only while a JPEG viewer or a snapshot wants it.
+        self.units = UnitFeed(cam.fps)
+        self.checker = AccessUnitChecker()
+        self.encoder = H264Encoder(cam.fps) if cam.codec == "h264" and cam.spec.kind is SourceKind.VIRTUAL else None
+        self.codec: str | None = "h264" if self.encoder is not None else None  # known once the source delivers
+        self.transcoder = Transcoder(cam.name, self._publish_decoded)
+        self.jpeg_viewers = 0
+        self._jpeg_demand_at = -JPEG_LINGER  # nobody has asked for JPEG yet
+        self._gop: list[AccessUnit] = []  # capture side: what the transcoder starts from
         self._thread = threading.Thread(target=self._run, name=f"capture-{cam.name}", daemon=True)
 
     # -- lifecycle -------------------------------------------------------------------
@@ -91,6 +110,8 @@ class Capture:
     def join(self, timeout: float) -> None:
         if self._thread.is_alive():
             self._thread.join(timeout)
+        self.transcoder.stop()
+        self.transcoder.join(timeout)
         if self._thread.is_alive():
             # OpenCV reads cannot be interrupted; the thread is a daemon and ends with the process.
             log.warning("%s: capture thread still busy in its source after shutdown began", self.cam.name)
@@ -101,21 +122,40 @@ class Capture:
 
     # -- demand: what keeps the camera awake ----------------------------------------------
 
-    def demand(self) -> None:
-        """Someone wants a frame (a snapshot, a new stream): stay awake, or wake up now."""
-        self._last_demand = time.monotonic()
+    def demand(self, jpeg: bool = True) -> None:
+        """Someone wants a frame (a snapshot, a new stream): stay awake, or wake up now. ``jpeg``:
+        a JPEG frame (an H.264 camera then decodes for a while)."""
+        now = time.monotonic()
+        self._last_demand = now
+        if jpeg:
+            self._jpeg_demand_at = now
         self._wake.set()
 
     @contextlib.contextmanager
-    def watching(self) -> Iterator[None]:
-        """Keeps the camera awake while a stream is open (called on the event loop)."""
+    def watching(self, jpeg: bool = True) -> Iterator[None]:
+        """Keeps the camera awake while a stream is open (called on the event loop); ``jpeg``:
+        the stream sends JPEG."""
         self.viewers += 1
-        self.demand()
+        self.jpeg_viewers += jpeg
+        self.demand(jpeg)
         try:
             yield
         finally:
             self.viewers -= 1
-            self._last_demand = time.monotonic()  # idle_after counts from the last viewer leaving
+            self.jpeg_viewers -= jpeg
+            now = time.monotonic()
+            self._last_demand = now  # idle_after counts from the last viewer leaving
+            if jpeg:
+                self._jpeg_demand_at = now
+
+    @property
+    def jpeg_stale(self) -> bool:
+        """The JPEG slot's frame predates the request: the camera idled, or it is an H.264 camera
+        that was not decoding for JPEG viewers."""
+        return self.idle or (self.codec == "h264" and not self.transcoder.running)
+
+    def _jpeg_wanted(self) -> bool:
+        return self.jpeg_viewers > 0 or time.monotonic() - self._jpeg_demand_at < JPEG_LINGER
 
     def _idle_now(self) -> bool:
         after = self.cam.idle_after
@@ -203,6 +243,9 @@ class Capture:
     def _open_source(self) -> None:
         self.frames_since_open = 0
         self.process.reset()
+        self.checker.reset()
+        self.units.restart()
+        self._gop = []
         if self._source is None:
             if self._make_source is not None:
                 self._source = self._make_source(self.cam, self._stop)
@@ -220,11 +263,15 @@ class Capture:
         last_good = time.monotonic()
         while True:
             captured: Captured | None = None
+            still_idle = False
             if self._idle_now():
                 if not self.idle:
                     log.info("%s: idle: no viewer for %g s; not processing frames", self.cam.name, self.cam.idle_after)
                     self.idle = True
                 if source.pauses_when_idle:
+                    if self._gop:  # what a viewer would start from is stale after the pause
+                        self._gop = []
+                        self.units.restart()
                     self._wake.wait(IDLE_CHECK)
                     self._wake.clear()
                     if self._stop.is_set():
@@ -235,13 +282,19 @@ class Capture:
                     return
                 last_good = time.monotonic()
                 if self._idle_now():
-                    source.take_discarded()
-                    continue
-                # A viewer arrived while this frame was on its way: it is the fresh one to use.
-            if self.idle:
+                    if captured.h264 is None:
+                        source.take_discarded()
+                        continue
+                    # An H.264 unit is checked and handed on even now: the next viewer starts
+                    # from the GOP cache, which needs every unit since the last key frame.
+                    still_idle = True
+                # Otherwise a viewer arrived while this frame was on its way: it is the fresh one to use.
+            if self.idle and not still_idle:
                 self.idle = False
                 log.info("%s: a viewer arrived; processing frames again", self.cam.name)
                 source.resume()
+                if self.encoder is not None:
+                    self.encoder.request_key()  # its viewers start from a key frame
                 # A paused source delivered nothing while idle: that was no stall. Without this,
                 # the first broken frame after waking would restart the source.
                 last_good = time.monotonic()
@@ -252,9 +305,16 @@ class Capture:
             discarded = source.take_discarded()
             if discarded:
                 self.process.invalid("truncated", "cut short in the source's byte stream", discarded)
-            jpeg = self.process.frame(captured, source)
+            if captured.h264 is not None or (self.encoder is not None and captured.image is not None):
+                jpeg = None
+                good = self._h264(captured, source)
+            else:
+                jpeg = self.process.frame(captured, source)
+                good = jpeg is not None
+                if good and self.codec != "mjpeg":
+                    self.codec = "mjpeg"
             now = time.monotonic()
-            if jpeg is None:
+            if not good:
                 if now - last_good > source.stall_timeout:
                     raise SourceError(f"no valid frame from {source.description} for {source.stall_timeout:g} s")
                 continue
@@ -273,8 +333,56 @@ class Capture:
                 if self.cam.spec.kind is not SourceKind.AUTO:
                     self.problem = None
             self._count_real(now)
-            if not self._repeats(jpeg):
+            if jpeg is not None and not self._repeats(jpeg):
                 self._publish(jpeg, placeholder=False)
+
+    def _h264(self, captured: Captured, source: Source) -> bool:
+        """Check an access unit (or encode a picture into one) and hand it on; False: dropped."""
+        units: list[tuple[bytes, bool]] = []
+        if captured.h264 is not None:
+            units.append((captured.h264, False))
+        else:
+            assert self.encoder is not None and captured.image is not None
+            image = captured.image
+            if not self.process.decided:
+                self.process.decide(source, (image.shape[1], image.shape[0]))
+            units = self.encoder.encode(self.process.transform(image))
+        good = False
+        for data, _ in units:
+            try:
+                checked = self.checker.check(data)
+            except H264Error as exc:
+                self.process.invalid(exc.reason, str(exc))
+                continue
+            params = checked.params
+            if self.codec != "h264" or checked.changed or not self.process.decided:
+                self.codec = "h264"
+                self.process.decide_h264(source, params.width, params.height, encoded=self.encoder is not None)
+            unit = self.units.make(checked.data, checked.key, params)
+            if unit.key:
+                self._gop = [unit]
+            elif self._gop and len(self._gop) < 4 * max(1, round(self.cam.fps)) * 10:
+                self._gop.append(unit)
+            else:
+                self._gop = []
+            self.units.publish(unit)
+            if self._jpeg_wanted():
+                if not self.transcoder.running:
+                    self.transcoder.start(self._gop)
+                else:
+                    self.transcoder.offer(unit)
+            elif self.transcoder.running:
+                self.transcoder.stop()
+            good = True
+        return good
+
+    def _publish_decoded(self, image: np.ndarray) -> None:
+        """A picture the transcoder decoded, as JPEG for the JPEG viewers (transcoder thread)."""
+        if self.encoder is None:  # edge's own H.264 was made from transformed pictures already
+            image = self.process.transform(image)
+        jpeg = self.process.encode(image)
+        if jpeg is not None:
+            self._publish(jpeg, placeholder=False)
 
     def _repeats(self, jpeg: bytes) -> bool:
         """``drop_same_frames``: the frame equals the last one sent, and fewer than N were skipped."""

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from ..config import CameraConfig, SourceKind
+from ..formats.h264 import REASONS as H264_REASONS
 from ..formats.jpeg import REASONS, InvalidFrame, check_frame, sof_dimensions
 from ..sources import Captured, Source, SourceError
 
@@ -40,12 +41,16 @@ class FrameProcessor:
         self.processing = "not started"  # how frames are made, and why (status, log)
         # Every reason exists from the start: the metrics collector copies this dict from
         # another thread, and a dict must not grow while it is copied.
-        self.frames_invalid: dict[str, int] = dict.fromkeys(REASONS, 0)
+        self.frames_invalid: dict[str, int] = dict.fromkeys(sorted(REASONS | set(H264_REASONS)), 0)
         self._on_encode = on_encode
         self._expect: tuple[int, int] | None = None  # (width, height) every passed-through frame must have
         self._scaled: tuple[int, int] = (cam.width, cam.height)  # the picture's size before rotation
         self._decided = False
         self._last_invalid_log = 0.0
+
+    @property
+    def decided(self) -> bool:
+        return self._decided
 
     def reset(self) -> None:
         """A new opening of the source: decide again from its first frame."""
@@ -106,6 +111,26 @@ class FrameProcessor:
         self.processing = (
             "passthrough (the camera's own JPEG)" if self.passthrough else f"encoding ({'; '.join(reasons)})"
         )
+        self._decided = True
+
+    def decide_h264(self, source: Source, width: int, height: int, encoded: bool) -> None:
+        """An H.264 camera (its stream's size from the SPS): its units go out as they are; JPEG is
+        decoded and encoded only for JPEG viewers, with the configured size, rotation and flip.
+        ``encoded``: the H.264 is edge's own (the virtual camera), made after those transforms."""
+        cam = self.cam
+        if encoded:
+            # The pictures were transformed before encoding: the stream's size is the served one.
+            self.width, self.height = width, height
+            self.processing = "encoding to H.264 (the virtual camera draws its frames)"
+        else:
+            self._scaled = (cam.width, cam.height) if cam.size_given else (width, height)
+            w, h = self._scaled
+            self.width, self.height = (h, w) if cam.rotate in (90, 270) else (w, h)
+            self.processing = (
+                "H.264 passthrough (the camera's own H.264); JPEG decoded and encoded for JPEG viewers only"
+            )
+        self.passthrough = False
+        self._expect = None
         self._decided = True
 
     def transform(self, image: np.ndarray) -> np.ndarray:

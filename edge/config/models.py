@@ -284,6 +284,8 @@ class CameraConfig:
     drop_same_frames: Annotated[int, Strict(), Field(ge=0, le=1_000_000)] = 0
     rotate: Literal[0, 90, 180, 270] = 0
     flip: Literal["none", "horizontal", "vertical"] = "none"
+    # What the source delivers (§9 of docs/interface.md): auto detects it when the source opens.
+    codec: Literal["auto", "mjpeg", "h264"] = "auto"
     # Whether width/height were written in the file. A source with a size of its own (a file, a
     # pipe, a stream) is passed through at that size unless the user asked for another one.
     size_given: Bool = False

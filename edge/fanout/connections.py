@@ -31,6 +31,14 @@ log = logging.getLogger("edge.connections")
 class StreamKind(enum.StrEnum):
     MJPEG = "mjpeg"
     WEBSOCKET = "websocket"
+    H264 = "h264"  # raw Annex-B over HTTP
+    WS_H264 = "ws-h264"  # WebSocket, Annex-B access units (WebCodecs)
+    WS_MP4 = "ws-mp4"  # WebSocket, fMP4 fragments (Media Source Extensions)
+
+    @property
+    def jpeg(self) -> bool:
+        """Whether this kind sends JPEG (an H.264 camera decodes and encodes only for these)."""
+        return self in (StreamKind.MJPEG, StreamKind.WEBSOCKET)
 
 
 @dataclass(eq=False)

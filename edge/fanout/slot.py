@@ -15,6 +15,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +42,12 @@ class Frame:
         return data
 
 
+# What the broadcasts send is a JPEG `Frame` or an H.264 `AccessUnit` (``units.py``); each
+# writer's payload function takes the one its stream carries, so these are typed loosely.
 #: A frame as one kind of connection sends it: (the bytes to write, the payload's size).
-Framing = Callable[[Frame], tuple[bytes, int]]
+Framing = Callable[[Any], tuple[bytes, int]]
 #: A writer's payload for a frame (a multipart part, a WebSocket message's body).
-Payload = Callable[[Frame], bytes]
+Payload = Callable[[Any], bytes]
 
 
 FrameListener = Callable[[Frame], None]

@@ -36,16 +36,20 @@ class SourceError(Exception):
 @dataclass(slots=True)
 class Captured:
     """One frame as a source hands it over: the camera's own JPEG bytes (to pass through
-    after checking them), or a decoded BGR image (to encode)."""
+    after checking them), the camera's own H.264 access unit (Annex-B, to pass through after
+    checking it), or a decoded BGR image (to encode)."""
 
     jpeg: bytes | None = None
     image: np.ndarray | None = None
+    h264: bytes | None = None
 
 
 class Source(ABC):
     kind: ClassVar[SourceKind]
     # After open(): frames come as JPEG bytes (MJPEG devices, files, streams, pipes).
     gives_jpeg: bool = False
+    # After open(): frames come as H.264 access units (§9 of docs/interface.md).
+    gives_h264: bool = False
     # Whether not reading while the camera idles loses nothing: a file or the virtual camera
     # just waits, a device or a stream must be drained or it stalls and serves stale frames.
     pauses_when_idle: bool = False

@@ -1,4 +1,6 @@
-"""A video file, played at the configured rate and in a loop (a file has no clock of its own)."""
+"""A video file, played at the configured rate and in a loop (a file has no clock of its own).
+An H.264 file (``.mp4``, ``.mkv``, ``.h264``) is demuxed and passed through (``demux.py``); other
+files are read through OpenCV (an MJPEG file's own JPEGs, or decoded pictures)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import numpy as np
 
 from ..config import SourceKind
 from .base import Captured, Pacer
+from .demux import Demuxer
 from .opencv import OpenCVSource
 from .registry import register
 
@@ -17,6 +20,7 @@ from .registry import register
 class FileSource(OpenCVSource):
     pauses_when_idle = True
     _pacer: Pacer | None = None
+    _demux: Demuxer | None = None
 
     def _capture(self, target: str | int) -> cv2.VideoCapture:
         return cv2.VideoCapture(os.path.expanduser(str(target)), cv2.CAP_FFMPEG)
@@ -24,13 +28,29 @@ class FileSource(OpenCVSource):
     def _opened(self, cap: cv2.VideoCapture) -> None:
         self._pacer = Pacer(self.cam.fps, self.stop)
 
+    def open(self) -> None:
+        self.close()
+        if self.cam.codec != "mjpeg":
+            demux = Demuxer(self.description, loop=True)
+            if demux.open(os.path.expanduser(self.expand(str(self.target))), 5.0, network=False):
+                self._demux, self.gives_h264, self.gives_jpeg = demux, True, False
+                self.width, self.height = demux.width or self.cam.width, demux.height or self.cam.height
+                self._pacer = Pacer(self.cam.fps, self.stop)
+                return
+        self.gives_h264 = False
+        super().open()
+
     def resume(self) -> None:
         if self._pacer is not None:
             self._pacer.restart()
+        if self._demux is not None:
+            self._demux.rewind_to_key()
 
     def read(self) -> Captured | None:
         if self._pacer is not None and not self._pacer.wait():
             return None
+        if self._demux is not None:
+            return Captured(h264=self._demux.read())
         return super().read()
 
     def _grab(self, cap: cv2.VideoCapture) -> tuple[bool, np.ndarray | None]:
@@ -39,3 +59,9 @@ class FileSource(OpenCVSource):
             cap.set(cv2.CAP_PROP_POS_FRAMES, 0)  # the end: loop
             ok, frame = cap.read()
         return ok, frame
+
+    def close(self) -> None:
+        if self._demux is not None:
+            self._demux.close()
+            self._demux = None
+        super().close()

@@ -1,4 +1,6 @@
-"""``pipe:COMMAND``: a program's stdout as an MJPEG byte stream, passed through without decoding.
+"""``pipe:COMMAND``: a program's stdout as an MJPEG or H.264 (Annex-B) byte stream, passed through
+without decoding. Which one is told by the first bytes (a JPEG's ``FF D8``, an H.264 start code)
+unless the camera's ``codec`` says.
 
 On a Raspberry Pi, decoding and re-encoding 720p at 30 fps costs most of a core for nothing, while
 cutting the byte stream into frames (``edge/formats/jpeg_stream.py``) costs tens of microseconds a
@@ -8,9 +10,18 @@ are filled in argument by argument. A Pi CSI camera is served as::
 
     pipe:rpicam-vid -t 0 --codec mjpeg --width 1280 --height 720 --framerate 30 -o -
 
-and anything FFmpeg reads can be re-served without re-encoding when it already is MJPEG::
+or, in H.264 (a tenth of the bandwidth; ``--inline`` repeats SPS/PPS before every key frame)::
+
+    pipe:rpicam-vid -t 0 --codec h264 --inline --width 1280 --height 720 --framerate 30 -o -
+
+and anything FFmpeg reads can be re-served without re-encoding when it already is MJPEG or H.264::
 
     pipe:ffmpeg -hide_banner -loglevel error -i SOMETHING -c copy -f mjpeg -
+    pipe:ffmpeg -hide_banner -loglevel error -i SOMETHING -c copy -f h264 -
+
+H.264 is cut into access units by ``edge/formats/h264.py``. A producer writes one unit per write
+(rpicam-vid, ffmpeg's ``-f h264``), so a read that returns less than it asked for ends a unit: it
+is handed on at once instead of when the next unit starts, which would add a frame period.
 
 The producer runs in a process group of its own, so stopping it stops whatever it started
 (``sh -c 'a | b'``), and it is never left behind: a producer that stalls is killed and started
@@ -32,6 +43,7 @@ import time
 from typing import IO
 
 from ..config import CameraConfig, SourceKind, SourceSpec
+from ..formats.h264 import AccessUnitSplitter
 from ..formats.jpeg_stream import JpegStreamSplitter
 from ..redact import MASK, redact_source, source_secrets
 from .base import READ_CHUNK, Captured, Source, SourceError, shorten
@@ -47,6 +59,23 @@ POLL_SLICE = 0.25
 TERM_GRACE = 1.0
 STDERR_TAIL = 20  # lines of a producer's stderr kept to say why it died
 STDERR_LINE_MAX = 1024  # a "line" without a newline (progress bars, binary junk) is cut here
+SNIFF_MAX = 64 * 1024  # bytes looked at to tell MJPEG from H.264 before giving up on the stream
+_START_CODES = (b"\x00\x00\x00\x01", b"\x00\x00\x01")
+
+
+def sniff(data: bytes) -> str | None:
+    """Which codec ("mjpeg" or "h264") the first bytes of a producer's stream, None while it cannot tell."""
+    head = data.lstrip(b"\x00")
+    if data.startswith(b"\xff\xd8"):
+        return "mjpeg"
+    if len(data) > len(head) and head.startswith(b"\x01"):
+        return "h264"  # zero bytes, then 01: an Annex-B start code
+    jpeg, nal = data.find(b"\xff\xd8\xff"), data.find(b"\x00\x00\x01")
+    if jpeg < 0 and nal < 0:
+        return None
+    if nal < 0 or 0 <= jpeg < nal:
+        return "mjpeg"
+    return "h264"
 
 
 def _mask_literals(text: str, secrets: set[str]) -> str:
@@ -93,7 +122,7 @@ def _how_it_ended(pid: int) -> str:
 
 @register(SourceKind.PIPE)
 class PipeSource(Source):
-    """``pipe:COMMAND``: the command's stdout is a stream of concatenated JPEGs."""
+    """``pipe:COMMAND``: the command's stdout is a stream of concatenated JPEGs, or H.264 Annex-B."""
 
     gives_jpeg = True
     # A producer that is not read blocks on a full pipe and then hands out stale frames.
@@ -111,6 +140,9 @@ class PipeSource(Source):
         self._fd = -1
         self._poller: select.poll | None = None
         self._splitter = JpegStreamSplitter()
+        self._units = AccessUnitSplitter()
+        self._codec: str | None = None  # what the producer writes, once told
+        self._sniffed = b""
         self._discarded_told = 0
         self._pending: collections.deque[bytes] = collections.deque()
         self._last_frame = 0.0
@@ -135,7 +167,7 @@ class PipeSource(Source):
         """Frames the stream splitter threw away since the last call (cut short by the start of
         the next one, a broken header, too large): broken source frames that never reach the
         capture thread's frame check, so it can count them too."""
-        discarded = self._splitter.discarded
+        discarded = self._splitter.discarded if self._codec != "h264" else self._units.discarded
         new, self._discarded_told = discarded - self._discarded_told, discarded
         return new
 
@@ -177,6 +209,10 @@ class PipeSource(Source):
             self._poller = poller
             # A fresh splitter: the tail of the last process's stream is not the start of a frame.
             self._splitter = JpegStreamSplitter()
+            self._units = AccessUnitSplitter()
+            self._codec = self.cam.codec if self.cam.codec != "auto" else None
+            self._set_codec(self._codec)
+            self._sniffed = b""
             self._discarded_told = 0
             self._pending.clear()
             self._last_frame = time.monotonic()
@@ -227,7 +263,8 @@ class PipeSource(Source):
             if self.stop.is_set():
                 return None
             if self._pending:
-                return Captured(jpeg=self._pending.popleft())
+                data = self._pending.popleft()
+                return Captured(h264=data) if self._codec == "h264" else Captured(jpeg=data)
             waited = time.monotonic() - self._last_frame
             if waited >= self.stall_timeout:
                 raise self._stalled()
@@ -243,7 +280,7 @@ class PipeSource(Source):
                 raise SourceError(f"pipe: {self._program}: cannot read its output: {exc.strerror or exc}") from None
             if not data:
                 raise self._ended()
-            frames = self._splitter.feed(data)
+            frames = self._split(data)
             if frames:
                 self._last_frame = time.monotonic()
                 self._bytes_since_frame = 0
@@ -251,9 +288,33 @@ class PipeSource(Source):
             else:
                 self._bytes_since_frame += len(data)
 
+    def _set_codec(self, codec: str | None) -> None:
+        self._codec = codec
+        self.gives_h264 = codec == "h264"
+        self.gives_jpeg = codec != "h264"
+
+    def _split(self, data: bytes) -> list[bytes]:
+        """The frames (JPEGs or access units) ``data`` completed."""
+        if self._codec is None:
+            self._sniffed += data
+            codec = sniff(self._sniffed)
+            if codec is None and len(self._sniffed) < SNIFF_MAX:
+                return []
+            self._set_codec(codec or "mjpeg")  # the JPEG splitter counts what follows as junk
+            pipe_log.info("%s: %s writes %s", self.cam.name, self._program, "H.264" if codec == "h264" else "MJPEG")
+            data, self._sniffed = self._sniffed, b""
+        if self._codec != "h264":
+            return self._splitter.feed(data)
+        units = self._units.feed(data)
+        if len(data) < READ_CHUNK:  # a short read: the producer paused after writing a whole unit
+            unit = self._units.flush()
+            if unit is not None:
+                units.append(unit)
+        return units
+
     def _stalled(self) -> SourceError:
         what = (
-            f"it wrote {self._bytes_since_frame} bytes without a complete JPEG"
+            f"it wrote {self._bytes_since_frame} bytes without a complete frame"
             if self._bytes_since_frame
             else "it wrote nothing"
         )

@@ -60,7 +60,8 @@ SECURITY_HEADERS = [
     ("Referrer-Policy", "no-referrer"),
     (
         "Content-Security-Policy",
-        "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; script-src 'self'; "
+        "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; "
+        "script-src 'self'; "
         "style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'",
     ),
 ]

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..config import Config
 from . import endpoints, status
 from .access import AccessControl, deny
+from .camera import Camera
 from .endpoints import BadRequest
 from .state import EdgeState
 
@@ -50,6 +51,7 @@ def create_app(config: Config) -> Starlette:
         loop = asyncio.get_running_loop()
         for cam in state.cameras.values():
             cam.capture.slot.attach(loop)
+            cam.capture.units.attach(loop)
             cam.capture.start()
         await _first_frames(state)
         try:
@@ -63,6 +65,8 @@ def create_app(config: Config) -> Starlette:
         Route("/stream", endpoints.stream, methods=get),
         Route("/stream.mjpg", endpoints.stream, methods=get),
         Route("/cameras/{cam}/stream", endpoints.stream, methods=get),
+        Route("/stream.h264", endpoints.stream_h264, methods=get),
+        Route("/cameras/{cam}/stream.h264", endpoints.stream_h264, methods=get),
         Route("/snapshot", endpoints.snapshot, methods=get),
         Route("/snapshot.jpg", endpoints.snapshot, methods=get),
         Route("/cameras/{cam}/snapshot", endpoints.snapshot, methods=get),
@@ -116,9 +120,21 @@ def _no_route(http_default: ASGIApp) -> ASGIApp:
 
 async def _first_frames(state: EdgeState) -> None:
     """Give each camera a moment to produce a frame so the first snapshot is not a 503."""
-    slots = [cam.capture.slot.wait_newer(0) for cam in state.cameras.values()]
+
+    async def first(cam: Camera) -> None:
+        # A JPEG frame, or an H.264 camera's first unit (its JPEG is made only when asked for).
+        waits = [
+            asyncio.ensure_future(cam.capture.slot.wait_newer(0)),
+            asyncio.ensure_future(cam.capture.units.first.wait()),
+        ]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.gather(*slots), FIRST_FRAME_WAIT)
+        await asyncio.wait_for(asyncio.gather(*(first(cam) for cam in state.cameras.values())), FIRST_FRAME_WAIT)
 
 
 def _stop_captures(state: EdgeState) -> None:

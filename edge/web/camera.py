@@ -10,13 +10,15 @@ from ..capture import Capture
 from ..config import CameraConfig
 from ..fanout.broadcast import Broadcast
 from ..fanout.connections import Connection
+from ..fanout.keyframes import KeyFrameBroadcast
 
 
 @dataclass
 class Camera:
     config: CameraConfig
     capture: Capture
-    broadcast: Broadcast
+    broadcast: Broadcast  # JPEG frames
+    units: KeyFrameBroadcast  # H.264 access units (an H.264 camera's)
 
     @property
     def name(self) -> str:
@@ -24,11 +26,13 @@ class Camera:
 
     @contextlib.contextmanager
     def watch(self, conn: Connection) -> Iterator[None]:
-        """Keep the camera awake while ``conn`` streams. A camera that was idle has only a stale
-        frame in its slot: the stream starts after it, with a frame captured after it arrived."""
+        """Keep the camera awake while ``conn`` streams. A camera that was idle (or an H.264 camera
+        that was not decoding for JPEG) has only a stale frame in its slot: a JPEG stream starts
+        after it, with a frame captured after it arrived."""
         capture = self.capture
+        jpeg = conn.kind.jpeg
         latest = capture.slot.latest
-        if capture.idle and latest is not None:
+        if jpeg and capture.jpeg_stale and latest is not None:
             conn.last_seq = latest.seq
-        with capture.watching():
+        with capture.watching(jpeg):
             yield

@@ -14,6 +14,7 @@ from starlette.websockets import WebSocket
 
 from ..fanout.broadcast import fps_cap_error
 from .camera import Camera
+from .h264 import H264Response
 from .mjpeg import MJPEGResponse
 from .state import EdgeState
 from .websocket import serve_websocket
@@ -74,8 +75,8 @@ async def page(request: Request) -> Response:
     if action is not None:
         raise BadRequest(400, f"unknown action {action!r}; expected 'stream' or 'snapshot'")
     mode = request.query_params.get("mode", "auto")
-    if mode not in ("auto", "mjpeg", "ws"):
-        raise BadRequest(400, f"mode must be auto, mjpeg or ws, got {mode!r}")
+    if mode not in ("auto", "mjpeg", "ws", "h264", "mp4"):
+        raise BadRequest(400, f"mode must be auto, mjpeg, ws, h264 or mp4, got {mode!r}")
     return HTMLResponse(_index_html(), headers={"Cache-Control": "no-cache"})
 
 
@@ -89,6 +90,11 @@ async def stream(request: Request) -> Response:
     return MJPEGResponse(state_of(request), camera, fps_cap(request, camera))
 
 
+async def stream_h264(request: Request) -> Response:
+    """The camera's own H.264 as an Annex-B byte stream (§9); 404 for a JPEG camera."""
+    return H264Response(state_of(request), camera_of(request))
+
+
 async def snapshot(request: Request) -> Response:
     """The latest frame; for a camera that was idle, a frame captured after the request came
     (§8): the camera's, or the NO SIGNAL picture if its source failed on waking; 503 with
@@ -96,15 +102,16 @@ async def snapshot(request: Request) -> Response:
     camera = camera_of(request)
     capture = camera.capture
     frame = capture.slot.latest
-    idle = capture.idle
+    stale = capture.jpeg_stale
     capture.demand()  # a snapshot keeps the camera awake for idle_after, like a viewer
-    if idle and frame is not None:
-        # The slot holds the frame from before the camera idled: wait for a fresh one.
+    if stale and (frame is not None or capture.codec == "h264"):
+        # The slot holds a frame from before the camera idled (or, for an H.264 camera, from
+        # before it stopped decoding for JPEG): wait for a fresh one.
         wait = wake_wait(camera)
         try:
             # A snapshot waiting for its frame is a viewer: the camera stays awake until it comes.
             with capture.watching():
-                frame = await asyncio.wait_for(capture.slot.wait_newer(frame.seq), wait)
+                frame = await asyncio.wait_for(capture.slot.wait_newer(frame.seq if frame else 0), wait)
         except TimeoutError:
             return JSONResponse(
                 {"error": f"camera {camera.name!r} was idle and sent no new frame within {wait:g} s; try again"},

@@ -73,8 +73,19 @@ class _StateCollector(Collector):
         passthrough = GaugeMetricFamily(
             "edge_camera_passthrough", "1 when the camera's own JPEG is sent as it is.", labels=["camera"]
         )
+        bitrate = GaugeMetricFamily(
+            "edge_camera_h264_bitrate_kbps", "An H.264 camera's measured bitrate (last 10 s).", labels=["camera"]
+        )
+        keyframes = GaugeMetricFamily(
+            "edge_camera_keyframe_interval_seconds", "An H.264 camera's measured key-frame interval.", labels=["camera"]
+        )
         for cam in self.cameras.values():
             capture = cam.capture
+            if capture.codec == "h264":
+                interval, kbps = capture.units.measured()
+                bitrate.add_metric([cam.name], kbps)
+                if interval is not None:
+                    keyframes.add_metric([cam.name], interval)
             captured.add_metric([cam.name], capture.frames_captured)
             up.add_metric([cam.name], 1.0 if capture.state is State.STREAMING else 0.0)
             fps.add_metric([cam.name], capture.measured_fps())
@@ -92,3 +103,4 @@ class _StateCollector(Collector):
         for kind in KINDS:
             clients.add_metric([kind.value], self.streams.count(kind))
         yield from (captured, up, fps, sent, dropped, sent_bytes, streams, invalid, idle, passthrough, clients)
+        yield from (bitrate, keyframes)

@@ -13,6 +13,7 @@ from ..capture import Capture
 from ..config import Config
 from ..fanout.broadcast import Broadcast
 from ..fanout.connections import Registry, StreamKind
+from ..fanout.keyframes import KeyFrameBroadcast
 from .camera import Camera
 from .metrics import Metrics
 
@@ -33,7 +34,8 @@ class EdgeState:
             capture = Capture(cam, on_encode=metrics.encode_seconds.labels(cam.name).observe)
             ages = {kind: metrics.frame_age.labels(cam.name, kind.value) for kind in StreamKind}
             broadcast = Broadcast(capture.slot, cam.fps, config.server.stall_timeout, ages)
-            cameras[cam.name] = Camera(cam, capture, broadcast)
+            units = KeyFrameBroadcast(capture.units, config.server.stall_timeout, ages)
+            cameras[cam.name] = Camera(cam, capture, broadcast, units)
         registry = Registry(config.server.max_clients, config.server.max_streams_per_address)
         state = cls(config, cameras, registry, metrics)
         metrics.bind(cameras, registry)

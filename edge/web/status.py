@@ -60,7 +60,30 @@ def camera_status(state: EdgeState, cam: Camera) -> dict[str, Any]:
         "frames_invalid": sum(capture.frames_invalid.values()),
         "frames_same_dropped": capture.frames_same_dropped,
         "clients": [conn.as_status() for conn in state.registry.for_camera(cam.name)],
+        "codec": "h264" if capture.codec == "h264" else "mjpeg",
+        **h264_status(cam),
     }
+
+
+def h264_status(cam: Camera) -> dict[str, Any]:
+    """An H.264 camera's stream as measured (§9): what a viewer's decoder is configured with, and
+    what the stream costs; plus, while edge decodes for JPEG viewers, what that costs."""
+    capture = cam.capture
+    params = capture.units.params
+    if capture.codec != "h264" or params is None:
+        return {}
+    interval, kbps = capture.units.measured()
+    body: dict[str, Any] = {
+        "codec": params.codec,
+        "width": params.width,
+        "height": params.height,
+        "keyframe_interval_s": None if interval is None else round(interval, 3),
+        "bitrate_kbps": round(kbps, 1),
+        "jpeg_decoding": capture.transcoder.running,
+    }
+    if capture.encoder is not None:
+        body["encoder"] = "libx264"
+    return {"h264": body}
 
 
 async def healthz(request: Request) -> Response:

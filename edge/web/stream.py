@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import ClassVar
 
 import anyio
 from starlette.types import Receive, Scope, Send
 
-from ..fanout.broadcast import Subscriber
-from ..fanout.connections import Connection, StreamKind, address_of
+from ..fanout.broadcast import Broadcast, Subscriber
+from ..fanout.connections import Connection, StreamKind, Totals, address_of
 from ..fanout.slot import Payload
-from ..fanout.wire import wire_of
+from ..fanout.wire import Wire, wire_of
 from ..logs import client_log
 from .camera import Camera
 from .state import EdgeState
@@ -41,7 +40,7 @@ SHUTDOWN, GONE = Ending("shutdown"), Ending("gone")
 
 
 class Stream(abc.ABC):
-    kind: ClassVar[StreamKind]
+    kind: StreamKind  # a class default; a WebSocket stream's depends on the codec asked for
 
     def __init__(self, state: EdgeState, camera: Camera, scope: Scope, receive: Receive, send: Send) -> None:
         self.state = state
@@ -61,13 +60,13 @@ class Stream(abc.ABC):
         with registry.open(self.kind, camera.name, self.scope) as conn, camera.watch(conn):
             if not await self.start(conn):
                 return
-            framing = wire.frame(self.payload())  # the payload in this connection's transport framing
-            sub = Subscriber(conn, wire, framing, registry.totals_for(camera.name, self.kind))
-            camera.broadcast.add(sub)
+            sub = self.subscriber(conn, wire, registry.totals_for(camera.name, self.kind))
+            broadcast = self.broadcast()
+            broadcast.add(sub)
             try:
                 ending = await self._until_the_end(conn, sub)
             finally:
-                camera.broadcast.remove(sub)
+                broadcast.remove(sub)
             if ending.why == "stalled":
                 client_log.info("closing the stream: the client read nothing for %g s", camera.broadcast.stall_timeout)
                 wire.abort()  # it cannot take even the end of the stream
@@ -83,6 +82,14 @@ class Stream(abc.ABC):
         if sub.ended.done():
             return Ending(sub.ended.result())
         return ending
+
+    def broadcast(self) -> Broadcast:
+        """The camera's fan-out this stream joins: JPEG frames here, access units for H.264."""
+        return self.camera.broadcast
+
+    def subscriber(self, conn: Connection, wire: Wire, totals: Totals) -> Subscriber:
+        # The payload in this connection's transport framing: built once per frame for all.
+        return Subscriber(conn, wire, wire.frame(self.payload()), totals)
 
     @abc.abstractmethod
     async def refuse(self, message: str) -> None:

@@ -21,11 +21,13 @@ from starlette import status
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..fanout.broadcast import Subscriber, fps_cap_error
-from ..fanout.connections import Connection, StreamKind
+from ..fanout.broadcast import Broadcast, Subscriber, fps_cap_error
+from ..fanout.connections import Connection, StreamKind, Totals
+from ..fanout.keyframes import UnitSubscriber
 from ..fanout.slot import Frame, Payload
-from ..fanout.wire import wire_of
+from ..fanout.wire import Wire, wire_of
 from ..logs import client_log
+from . import h264
 from .camera import Camera
 from .state import EdgeState
 from .stream import GONE, Ending, Stream
@@ -54,20 +56,43 @@ class PolicyViolation(Exception):
     """The client broke the protocol badly enough to be disconnected (close 1008)."""
 
 
+#: ``?codec=`` values (§9) and the stream kind each one is.
+CODECS = {"h264": StreamKind.WS_H264, "mp4": StreamKind.WS_MP4}
+
+
 async def serve_websocket(websocket: WebSocket, state: EdgeState, camera: Camera | None) -> None:
     if camera is None:
         # Refuse the upgrade with a real 404 (closing before accept would read as 403).
         name = websocket.path_params.get("cam", "")
         await websocket.send_denial_response(JSONResponse({"error": f"unknown camera {name!r}"}, status_code=404))
         return
-    await WebSocketStream(state, camera, websocket).serve()
+    codec = websocket.query_params.get("codec")
+    kind = StreamKind.WEBSOCKET
+    if codec is not None:
+        if codec not in CODECS:
+            message = f"codec must be h264 or mp4 (or absent, for JPEG), got {codec[:40]!r}"
+            await websocket.send_denial_response(JSONResponse({"error": message}, status_code=400))
+            return
+        refusal = await h264.h264_refusal(camera)
+        if refusal is not None:
+            status_code = 400 if camera.capture.codec == "mjpeg" else 503
+            await websocket.send_denial_response(JSONResponse({"error": refusal}, status_code=status_code))
+            return
+        kind = CODECS[codec]
+    await WebSocketStream(state, camera, websocket, kind).serve()
 
 
 class WebSocketStream(Stream):
+    """A WebSocket viewer: JPEG frames (``kind`` websocket), or an H.264 camera's access units in
+    Annex-B (ws-h264) or as fMP4 fragments (ws-mp4)."""
+
     kind = StreamKind.WEBSOCKET
 
-    def __init__(self, state: EdgeState, camera: Camera, websocket: WebSocket) -> None:
+    def __init__(
+        self, state: EdgeState, camera: Camera, websocket: WebSocket, kind: StreamKind = StreamKind.WEBSOCKET
+    ) -> None:
         super().__init__(state, camera, websocket.scope, websocket.receive, websocket.send)
+        self.kind = kind
         self.ws = websocket
         self.conn: Connection | None = None
         self.sub: Subscriber | None = None
@@ -94,11 +119,31 @@ class WebSocketStream(Stream):
             "fps": self.camera.config.fps,
             "id": conn.id,
         }
+        params = capture.units.params
+        if self.kind is not StreamKind.WEBSOCKET and params is not None:
+            hello.update(width=params.width, height=params.height, codec=params.codec)
+            if self.kind is StreamKind.WS_H264:
+                hello["format"] = "annexb"
+            else:
+                hello["mime"] = h264.mime(params.codec)
         await self.ws.send_text(json.dumps(hello))
         return True
 
     def payload(self) -> Payload:
+        if self.kind is StreamKind.WS_H264:
+            return h264.ws_h264
+        if self.kind is StreamKind.WS_MP4:
+            return h264.ws_mp4
         return payload
+
+    def broadcast(self) -> Broadcast:
+        return self.camera.broadcast if self.kind is StreamKind.WEBSOCKET else self.camera.units
+
+    def subscriber(self, conn: Connection, wire: Wire, totals: Totals) -> Subscriber:
+        if self.kind is StreamKind.WEBSOCKET:
+            return super().subscriber(conn, wire, totals)
+        init = wire.frame(h264.ws_mp4_init) if self.kind is StreamKind.WS_MP4 else None
+        return UnitSubscriber(conn, wire, wire.frame(self.payload()), totals, init)
 
     async def watch(self, sub: Subscriber) -> Ending:
         self.sub = sub
@@ -126,7 +171,11 @@ class WebSocketStream(Stream):
         msg, error = parse_message(received.get("text") or "")
         if msg is not None and error is None and msg["type"] == "ack":
             self._free_ack(msg["seq"])
-        if error is None and msg is not None:
+        if error is None and msg is not None and self.kind is not StreamKind.WEBSOCKET:
+            # Skipping or holding back a delta frame would break every frame up to the next key.
+            if msg["type"] == "settings":
+                error = "settings (fps, ack) apply to JPEG streams only; an H.264 stream sends every frame"
+        elif error is None and msg is not None:
             error = self._apply_settings(msg) if msg["type"] == "settings" else self._apply_ack(msg)
         if error:
             client_log.info("client message rejected: %s", error)

@@ -21,7 +21,7 @@
 # Environment: CI=true turns "cannot run here" into a failure (elsewhere it is a skip with a
 # reason); EDGE_CI_CACHE (default /var/cache/edge-ci) keeps the debootstrap tarball between runs;
 # EDGE_CI_REFRESH_BASE=1 remakes it; VENV (default .venv) has docker-compose from PyPI and pytest;
-# EDGE_CI_MAX_IMAGE_MB (default 360) is test_container.py's amd64 image size limit;
+# EDGE_CI_MAX_IMAGE_MB (default 470) is test_container.py's amd64 image size limit;
 # EDGE_CI_ARCH=arm64 builds and runs the arm64 image on an amd64 machine under QEMU (needs
 # Debian's qemu-user-static registered in binfmt_misc; slow, and not part of CI).
 set -euo pipefail

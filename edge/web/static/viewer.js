@@ -5,12 +5,18 @@ import { Tile } from "./tile.js";
 import { pageUrl } from "./urls.js";
 
 // Browsers allow 6 HTTP/1.1 connections per host and each MJPEG <img> holds one for good; past
-// 4 cameras, auto mode uses WebSocket everywhere so status requests and snapshots still get one.
+// 4 cameras, auto mode uses WebSocket everywhere (JPEG over WebSocket, or the H.264 channels,
+// which are WebSockets too) so status requests and snapshots still get one.
 const MAX_AUTO_MJPEG_TILES = 4;
 const POLL_MS = 2000; // status poll while the server answers (also how fast a dead MJPEG is seen)
 const BACKOFF_MIN_S = 0.5;
 const BACKOFF_MAX_S = 10;
-const MODE_NAMES = { auto: "auto", mjpeg: "MJPEG", ws: "WebSocket" };
+const MODE_NAMES = { auto: "auto", mjpeg: "MJPEG", ws: "WebSocket", h264: "H.264 (WebCodecs)", mp4: "H.264 (MSE)" };
+// The modes for H.264 cameras: their links are added only where they apply (see showH264Modes).
+const H264_MODES = {
+  h264: ["H.264", "H.264 cameras: decoded with WebCodecs, drawn on a canvas"],
+  mp4: ["MSE", "H.264 cameras: fragmented MP4 in a video element (Media Source Extensions)"],
+};
 
 const requested = new URLSearchParams(location.search).get("mode") ?? "auto";
 const mode = requested in MODE_NAMES ? requested : "auto"; // the server rejects other values anyway
@@ -116,6 +122,7 @@ function render(status) {
   const key = cams.map((c) => c.name).join("\n");
   if (key !== cameraKey) build(cams);
   for (const cam of cams) tiles.get(cam.name)?.update(cam);
+  showH264Modes(cams.some((c) => c.codec === "h264") || mode in H264_MODES);
 }
 
 /** (Re)build the grid: at start-up, or when a restarted server has other cameras. */
@@ -123,18 +130,38 @@ function build(cams) {
   for (const tile of tiles.values()) tile.destroy();
   tiles = new Map();
   cameraKey = cams.map((c) => c.name).join("\n");
-  const tileMode = mode === "auto" && cams.length > MAX_AUTO_MJPEG_TILES ? "ws" : mode;
+  const crowded = mode === "auto" && cams.length > MAX_AUTO_MJPEG_TILES;
   for (const cam of cams) {
-    const tile = new Tile(cam, tileMode, poller);
+    const tile = new Tile(cam, mode, poller, crowded);
     tiles.set(cam.name, tile);
     grid.append(tile.el);
     if (!document.hidden) tile.start();
   }
   const n = cams.length;
   let how = `mode: ${MODE_NAMES[mode]}`;
-  if (tileMode !== mode) how += ` (WebSocket for more than ${MAX_AUTO_MJPEG_TILES} cameras)`;
+  if (crowded) how += ` (WebSocket for more than ${MAX_AUTO_MJPEG_TILES} cameras)`;
   summary.textContent = `${n} camera${n === 1 ? "" : "s"} · ${how}`;
   grid.dataset.count = String(n);
+}
+
+/** The H.264 mode links, only while a camera sends H.264 (elsewhere they would change nothing). */
+function showH264Modes(on) {
+  const nav = document.querySelector(".modes");
+  for (const [value, [text, title]] of Object.entries(H264_MODES)) {
+    let link = nav.querySelector(`a[data-mode="${value}"]`);
+    if (!on) {
+      link?.remove();
+      continue;
+    }
+    if (link) continue;
+    link = document.createElement("a");
+    link.dataset.mode = value;
+    link.textContent = text;
+    link.title = title;
+    link.href = pageUrl(`?mode=${value}`);
+    if (value === mode) link.setAttribute("aria-current", "page");
+    nav.append(link);
+  }
 }
 
 function showBanner(text) {

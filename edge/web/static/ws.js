@@ -28,6 +28,7 @@ export class WsPlayer {
     ws.onopen = () => ws.send(JSON.stringify({ type: "settings", ack: true }));
     ws.onmessage = (ev) => {
       if (typeof ev.data === "string") return this.text(ev.data);
+      this.on.onBytes?.(ev.data.byteLength);
       // Keep only the newest frame: if one arrives while we decode, it replaces the waiting one.
       s.pending = ev.data;
       if (!s.decoding) this.decodeLoop(s);
