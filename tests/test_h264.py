@@ -246,11 +246,17 @@ def ffmpeg_h264(size: str = "320x240", rate: int = 30, extra: str = "") -> str:
 
 
 @requires("ffmpeg")
-def test_pipe_h264_is_detected_and_passed_through_byte_for_byte(start_server: StartServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("size, quality", [("320x240", ""), ("1280x720", "-crf 18")])
+def test_pipe_h264_is_detected_and_passed_through_byte_for_byte(
+    start_server: StartServer, tmp_path: Path, size: str, quality: str
+) -> None:
     """The producer's output is also written to a file (tee); every unit edge sends must be one of
-    the producer's units, byte for byte (ffmpeg writes SPS/PPS with each key frame itself)."""
+    the producer's units, byte for byte (ffmpeg writes SPS/PPS with each key frame itself). At
+    1280x720 a key frame is larger than ffmpeg's 32 KiB output buffer, so it reaches edge in
+    several writes: none may be handed on cut short."""
     copy = tmp_path / "producer.h264"
-    command = f"sh -c {shlex.quote(ffmpeg_h264(extra='-x264-params repeat-headers=1') + ' | tee ' + str(copy))}"
+    producer = ffmpeg_h264(size, extra=f"{quality} -x264-params repeat-headers=1")
+    command = f"sh -c {shlex.quote(producer + ' | tee ' + str(copy))}"
     cam = virtual_cam("cam0", 320, 240, 30, source="pipe:" + command)
     cam.update(idle_after=0)
     for key in ("width", "height"):
@@ -266,6 +272,7 @@ def test_pipe_h264_is_detected_and_passed_through_byte_for_byte(start_server: St
     known = set(written)
     assert all(unit in known for unit in received), "a unit edge sent is not one the producer wrote"
     assert decode_units(received) == len(received)
+    assert camera_status(get_status(srv), "cam0")["frames_invalid"] == 0
 
 
 @requires("ffmpeg")
@@ -431,3 +438,28 @@ def test_an_idle_h264_camera_keeps_its_gop_and_a_new_viewer_starts_at_once(start
     assert decode_units([m[HEADER.size :] for m in messages]) == len(messages)
     assert elapsed < 5
     assert srv.log_text().count("a viewer arrived") <= 1, "idle was left and re-entered for every unit"
+
+
+@requires("ffmpeg")
+def test_a_read_that_ends_at_a_full_output_buffer_does_not_end_a_unit() -> None:
+    """A key frame larger than a producer's output buffer (ffmpeg's is 32 KiB) arrives in several
+    writes. The pipe source hands a unit on at a short read (the producer paused after a whole
+    unit), but not at one that is a whole number of pages: that is a buffer filling up, and the
+    unit would go out cut short."""
+    import threading
+
+    from edge.config import CameraConfig
+    from edge.sources.pipe import PipeSource
+    from tests.support.h264 import x264
+
+    cam = CameraConfig(name="cam0", source="pipe:true", codec="h264")
+    source = PipeSource(cam, threading.Event(), cam.spec)
+    source._set_codec("h264")
+    units = AccessUnitSplitter().feed(x264((1920, 1080), frames=12, params="crf=8"))
+    big = max(units, key=len)  # a key frame
+    assert len(big) > 32768, "precondition: a unit larger than ffmpeg's output buffer"
+    got: list[bytes] = []
+    for unit in units[:4] + [big] + units[4:8]:
+        for start in range(0, len(unit), 32768):  # as ffmpeg writes it: whole buffers, then the rest
+            got += source._split(unit[start : start + 32768])
+    assert big in got and all(u in units or u == big for u in got), "a unit was handed on cut short"

@@ -27,6 +27,7 @@ RATE = 30
 OFFLINE_FRAMES = 300
 MJPEG_ARGS = ["-c:v", "mjpeg", "-q:v", "5"]
 CRF_RANGE = (15, 40)
+SSIM_METHOD = "setpts-by-frame-number"  # part of the cache key: a new method measures again
 _FRAMES_RE = re.compile(r"frame=\s*(\d+)")
 
 
@@ -105,9 +106,11 @@ def encode_and_measure(size: str, codec_args: list[str], fmt: str, out: Path) ->
         str(out),
     )
     pix_fmt = probe_pix_fmt(out)
-    # A raw stream has no timestamps: read it at the scene's rate so ssim pairs frame n with frame n;
-    # the source is drawn in the encode's own pixel format, so only the encoding is measured.
-    graph = f"[0:v]format={pix_fmt}[enc];[1:v]format={pix_fmt}[src];[enc][src]ssim=shortest=1"
+    # A raw stream has no timestamps (FFmpeg's h264 demuxer leaves them unset, and ssim's frame sync
+    # then pairs the wrong frames): both sides are restamped by frame number so frame n meets frame
+    # n; the source is drawn in the encode's own pixel format, so only the encoding is measured.
+    stamp = f"format={pix_fmt},setpts=N/{RATE}/TB"
+    graph = f"[0:v]{stamp}[enc];[1:v]{stamp}[src];[enc][src]ssim=shortest=1"
     stderr = _run(
         ["-f", fmt, "-framerate", str(RATE), "-i", str(out), "-f", "lavfi", "-i", scene(size, OFFLINE_FRAMES)]
         + ["-lavfi", graph, "-f", "null", "-"],
@@ -168,7 +171,7 @@ class Quality:
         self.cached: list[str] = []
 
     def measure(self, name: str, codec_args: list[str], fmt: str) -> Encoded:
-        key = json.dumps([self.size, OFFLINE_FRAMES, codec_args, fmt])
+        key = json.dumps([SSIM_METHOD, self.size, OFFLINE_FRAMES, codec_args, fmt])
         out = self.cache / f"{name}-{self.size}.{fmt}"
         hit = self.index.get(key)
         if hit and Path(hit["file"]).exists() and Path(hit["file"]).stat().st_size == hit["bytes"]:

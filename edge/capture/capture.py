@@ -201,7 +201,7 @@ class Capture:
         burst (a source catching up at start-up, a device flushing its queue) must not read as
         a higher rate.
         """
-        if self.idle:
+        if self.idle and self.codec != "h264":  # an idle H.264 camera still takes every unit
             return 0.0
         now = time.monotonic()
         recent = [t for t in list(self._recent) if now - t <= FPS_WINDOW]

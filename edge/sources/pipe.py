@@ -59,6 +59,7 @@ POLL_SLICE = 0.25
 TERM_GRACE = 1.0
 STDERR_TAIL = 20  # lines of a producer's stderr kept to say why it died
 STDERR_LINE_MAX = 1024  # a "line" without a newline (progress bars, binary junk) is cut here
+_WRITE_BUFFER_UNIT = 4096
 SNIFF_MAX = 64 * 1024  # bytes looked at to tell MJPEG from H.264 before giving up on the stream
 _START_CODES = (b"\x00\x00\x00\x01", b"\x00\x00\x01")
 
@@ -306,7 +307,10 @@ class PipeSource(Source):
         if self._codec != "h264":
             return self._splitter.feed(data)
         units = self._units.feed(data)
-        if len(data) < READ_CHUNK:  # a short read: the producer paused after writing a whole unit
+        # A short read: the producer paused after writing a whole unit. Unless it is a whole
+        # number of pages: that is a producer's output buffer filling up mid-unit (ffmpeg's is
+        # 32 KiB, stdio's 4 KiB), and flushing there would hand on a picture cut short.
+        if len(data) < READ_CHUNK and len(data) % _WRITE_BUFFER_UNIT:
             unit = self._units.flush()
             if unit is not None:
                 units.append(unit)
