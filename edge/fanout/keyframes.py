@@ -116,17 +116,3 @@ class KeyFrameBroadcast(Broadcast):
         totals.frames_sent += 1
         totals.bytes_sent += counted
         return True
-
-    def on_frame(self, frame: object) -> None:
-        if not self.subscribers:
-            return
-        assert isinstance(frame, AccessUnit)
-        now = time.monotonic()
-        kinds: set[StreamKind] = set()
-        for sub in self.subscribers:
-            if self.offer(sub, frame, now):
-                kinds.add(sub.conn.kind)
-        if kinds:
-            age = max(time.time() - frame.timestamp, 0.0)
-            for kind in kinds:
-                self.frame_age[kind].observe(age)

@@ -11,7 +11,7 @@ import re
 import cv2
 
 from ..config import SourceKind
-from .base import Captured, SourceError
+from .base import SourceError
 from .demux import Demuxer
 from .diagnose import why_not_open
 from .opencv import OpenCVSource, read_timeouts
@@ -23,8 +23,6 @@ _VIDEO_NODE = re.compile(r"^/dev/video(\d+)$")
 
 @register(SourceKind.DEVICE)
 class DeviceSource(OpenCVSource):
-    _demux: Demuxer | None = None
-
     def open(self) -> None:
         self.close()
         if self.cam.codec != "h264":
@@ -41,21 +39,8 @@ class DeviceSource(OpenCVSource):
             raise SourceError(why_not_open(path))
         if not demux.open(path, self.stall_timeout, network=False, fmt="v4l2", options=options):
             raise SourceError(f"{path}: gives no H.264 (codec: h264); use codec: auto for its MJPG mode")
-        self._demux, self.gives_h264, self.gives_jpeg = demux, True, False
-        self.width, self.height = demux.width or self.cam.width, demux.height or self.cam.height
+        self._demuxing(demux)
         log.info("%s: device gives H.264 %dx%d", self.description, self.width, self.height)
-
-    def read(self) -> Captured | None:
-        if self._demux is None:
-            return super().read()
-        data = self._demux.read()
-        return None if self.stop.is_set() else Captured(h264=data)
-
-    def close(self) -> None:
-        if self._demux is not None:
-            self._demux.close()
-            self._demux = None
-        super().close()
 
     def _capture(self, target: str | int) -> cv2.VideoCapture:
         cap = cv2.VideoCapture(device_index(target), cv2.CAP_V4L2, read_timeouts(self))

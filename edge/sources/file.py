@@ -20,7 +20,6 @@ from .registry import register
 class FileSource(OpenCVSource):
     pauses_when_idle = True
     _pacer: Pacer | None = None
-    _demux: Demuxer | None = None
 
     def _capture(self, target: str | int) -> cv2.VideoCapture:
         return cv2.VideoCapture(os.path.expanduser(str(target)), cv2.CAP_FFMPEG)
@@ -33,8 +32,7 @@ class FileSource(OpenCVSource):
         if self.cam.codec != "mjpeg":
             demux = Demuxer(self.description, loop=True)
             if demux.open(os.path.expanduser(self.expand(str(self.target))), 5.0, network=False):
-                self._demux, self.gives_h264, self.gives_jpeg = demux, True, False
-                self.width, self.height = demux.width or self.cam.width, demux.height or self.cam.height
+                self._demuxing(demux)
                 self._pacer = Pacer(self.cam.fps, self.stop)
                 return
         self.gives_h264 = False
@@ -49,8 +47,6 @@ class FileSource(OpenCVSource):
     def read(self) -> Captured | None:
         if self._pacer is not None and not self._pacer.wait():
             return None
-        if self._demux is not None:
-            return Captured(h264=self._demux.read())
         return super().read()
 
     def _grab(self, cap: cv2.VideoCapture) -> tuple[bool, np.ndarray | None]:
@@ -59,9 +55,3 @@ class FileSource(OpenCVSource):
             cap.set(cv2.CAP_PROP_POS_FRAMES, 0)  # the end: loop
             ok, frame = cap.read()
         return ok, frame
-
-    def close(self) -> None:
-        if self._demux is not None:
-            self._demux.close()
-            self._demux = None
-        super().close()

@@ -17,12 +17,16 @@ import numpy as np
 from ..config import CameraConfig, SourceSpec
 from ..redact import redact_source
 from .base import Captured, Source, SourceError
+from .demux import Demuxer
 
 # OpenCV prints its own warnings straight to stderr; our log says what matters.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 class OpenCVSource(Source):
+    # An H.264 source (``demux.py``), when it turned out to be one: read instead of OpenCV.
+    _demux: Demuxer | None = None
+
     def __init__(self, cam: CameraConfig, stop: threading.Event, spec: SourceSpec) -> None:
         super().__init__(cam, stop, spec)
         self.target = spec.target
@@ -65,7 +69,15 @@ class OpenCVSource(Source):
         ok, frame = cap.read()
         return bool(ok), frame
 
+    def _demuxing(self, demux: Demuxer) -> None:
+        """``demux`` opened the source as H.264: its units are read instead of OpenCV's frames."""
+        self._demux, self.gives_h264, self.gives_jpeg = demux, True, False
+        self.width, self.height = demux.width or self.cam.width, demux.height or self.cam.height
+
     def read(self) -> Captured | None:
+        if self._demux is not None:
+            data = self._demux.read()
+            return None if self.stop.is_set() else Captured(h264=data)
         cap = self._cap
         if cap is None:
             raise SourceError("source is not open")
@@ -79,6 +91,9 @@ class OpenCVSource(Source):
         return Captured(image=frame)
 
     def close(self) -> None:
+        if self._demux is not None:
+            self._demux.close()
+            self._demux = None
         if self._cap is not None:
             self._cap.release()
             self._cap = None
