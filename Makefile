@@ -52,11 +52,13 @@ lint: install-test
 	echo shellcheck $$scripts; shellcheck $$scripts
 
 # Load benchmark, edge beside the floor (benchmarks/floor.py) under the same loads (~6 min), then
-# CPU per camera source (~16 min); both need ffmpeg. Results and summary.md in benchmarks/results/.
+# CPU per camera source (~16 min), H.264 against MJPEG (~7 min) and publishing (~7 min, needs nginx
+# with its RTMP module); all need ffmpeg. Results and summary.md in benchmarks/results/.
 bench: install-test
 	$(PY) benchmarks/bench.py
 	$(PY) benchmarks/sources.py
 	$(PY) benchmarks/h264bench.py
+	$(PY) benchmarks/publishbench.py
 
 # 20-minute soak: 200 churning clients, the camera's source failing every 30 s; prints the figure
 # table. `make test` runs the same test for 120 s (EDGE_SOAK_SECONDS overrides the length).

@@ -26,12 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shlex
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ from typing import Any
 from h264bench import bandwidth, browser, cpuload, encode, firstpic, idlecost, summary
 from h264bench.options import Options
 from loadgen import procstat
+from loadgen.sections import run_section
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -120,23 +119,14 @@ def main(argv: list[str]) -> int:
     failed = []
     for number in args.sections.split(","):
         name = SECTIONS[number]
-        load_start = list(os.getloadavg())
-        log(f"section {number} ({name}), load average {load_start[0]:.2f} ...")
-        t0 = time.monotonic()
-        try:
-            result = steps[number]()
-        except Exception as exc:  # one section's failure must not lose the others' figures
-            traceback.print_exc()
-            result = {"error": f"{type(exc).__name__}: {exc}"}
+        result, ok = run_section(number, name, steps[number], log)
+        if not ok:
             failed.append(number)
-        result["elapsed_s"] = time.monotonic() - t0
-        result["loadavg_start"] = load_start
         if number == "1" and "crf" in result:
             crf["crf"] = result["crf"]
         results["sections"][name] = result
         results["elapsed_s"] = time.monotonic() - started
         write(out, results)
-        log(f"section {number} done in {result['elapsed_s']:.0f} s")
     results["elapsed_s"] = time.monotonic() - started
     print(write(out, results), flush=True)
     log(f"wrote {out / 'h264.json'} and {out / 'h264.md'}")

@@ -80,6 +80,8 @@ def _secrets(config: Config) -> set[str]:
         secrets.add(config.server.auth.password)
     for cam in config.cameras:
         secrets |= source_secrets(cam.source)
+        for url in cam.publish:
+            secrets |= source_secrets(url)
     return secrets
 
 

@@ -53,8 +53,8 @@ def test_an_unknown_key_without_a_near_name_lists_what_is_allowed() -> None:
     message = error_of({"cameras": [{"name": "cam0", "zzzzzz": 1}]})
     assert "did you mean" not in message
     assert (
-        "allowed: codec, drop_same_frames, flip, fps, height, idle_after, name, passthrough, quality, rotate, "
-        "source, width" in message
+        "allowed: codec, drop_same_frames, flip, fps, h264_encoder, height, idle_after, name, passthrough, "
+        "publish, quality, rotate, source, width" in message
     )
 
 
@@ -104,6 +104,6 @@ def test_check_config_prints_that_one_line_and_exits_2(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert lines == [
         f"edge: config error: {path}: cameras[0].sorce: unknown key; did you mean `source`? "
-        "(allowed: codec, drop_same_frames, flip, fps, height, idle_after, name, passthrough, quality, rotate, "
-        "source, width)"
+        "(allowed: codec, drop_same_frames, flip, fps, h264_encoder, height, idle_after, name, passthrough, "
+        "publish, quality, rotate, source, width)"
     ], lines

@@ -24,6 +24,7 @@ import pytest
 
 from edge.formats.h264 import AccessUnitSplitter, NalType, nal_type, nal_units, parse_sps
 from tests.support.config import virtual_cam
+from tests.support.h264 import ffmpeg_h264
 from tests.support.jpeg import decode_jpeg
 from tests.support.mjpeg import MjpegStream
 from tests.support.process import EdgeServer, StartServer
@@ -234,15 +235,6 @@ def test_a_reader_that_falls_behind_resumes_at_a_key_frame(start_server: StartSe
 
 
 # -- a pipe producer writing H.264 ---------------------------------------------------------------
-
-
-def ffmpeg_h264(size: str = "320x240", rate: int = 30, extra: str = "") -> str:
-    return (
-        f"{shlex.quote(program('ffmpeg'))} -hide_banner -loglevel error -re "
-        f"-f lavfi -i testsrc=size={size}:rate={rate} "
-        "-c:v libx264 -preset ultrafast -tune zerolatency -pix_fmt yuv420p -g 30 -keyint_min 30 -sc_threshold 0 "
-        f"-bf 0 -threads 1 {extra} -f h264 -"
-    )
 
 
 @requires("ffmpeg")

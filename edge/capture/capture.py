@@ -34,6 +34,7 @@ from ..redact import redact_source
 from ..sources import Captured, Source, SourceError, make_placeholder, make_source, resolve_auto
 from .encoder import H264Encoder
 from .process import FrameProcessor
+from .to_h264 import JpegToH264
 from .transcode import Transcoder
 
 log = logging.getLogger("edge.capture")
@@ -96,6 +97,13 @@ class Capture:
         self.jpeg_viewers = 0
         self._jpeg_demand_at = -JPEG_LINGER  # nobody has asked for JPEG yet
         self._gop: list[AccessUnit] = []  # capture side: what the transcoder starts from
+        # Publishing (§10): every unit also goes to each sink, from this thread (an H.264 camera)
+        # or from the encoder's (a JPEG camera, encoded only while `h264_wanted`). Sinks only
+        # queue; a publishing camera never idles.
+        self.unit_sinks: list[Callable[[AccessUnit], None]] = []
+        self.publishing = False
+        self.h264_wanted = False
+        self.h264_out = JpegToH264(cam.name, cam.fps, cam.h264_encoder, self._to_sinks)
         self._thread = threading.Thread(target=self._run, name=f"capture-{cam.name}", daemon=True)
 
     # -- lifecycle -------------------------------------------------------------------
@@ -112,6 +120,8 @@ class Capture:
             self._thread.join(timeout)
         self.transcoder.stop()
         self.transcoder.join(timeout)
+        self.h264_out.stop()
+        self.h264_out.join(timeout)
         if self._thread.is_alive():
             # OpenCV reads cannot be interrupted; the thread is a daemon and ends with the process.
             log.warning("%s: capture thread still busy in its source after shutdown began", self.cam.name)
@@ -157,7 +167,20 @@ class Capture:
     def _jpeg_wanted(self) -> bool:
         return self.jpeg_viewers > 0 or time.monotonic() - self._jpeg_demand_at < JPEG_LINGER
 
+    def want_h264(self, wanted: bool) -> None:
+        """A publish target wants (or no longer wants) this camera's H.264: a JPEG camera encodes
+        while one does (started with the next frame). Any thread."""
+        self.h264_wanted = wanted
+        if not wanted:
+            self.h264_out.stop()
+
+    def _to_sinks(self, unit: AccessUnit) -> None:
+        for sink in self.unit_sinks:
+            sink(unit)
+
     def _idle_now(self) -> bool:
+        if self.publishing:
+            return False
         after = self.cam.idle_after
         return after > 0 and self.viewers == 0 and time.monotonic() - self._last_demand > after
 
@@ -335,6 +358,9 @@ class Capture:
             self._count_real(now)
             if jpeg is not None and not self._repeats(jpeg):
                 self._publish(jpeg, placeholder=False)
+                if self.h264_wanted:
+                    self.h264_out.start()
+                    self.h264_out.offer(jpeg, time.time())
 
     def _h264(self, captured: Captured, source: Source) -> bool:
         """Check an access unit (or encode a picture into one) and hand it on; False: dropped."""
@@ -366,6 +392,7 @@ class Capture:
             else:
                 self._gop = []
             self.units.publish(unit)
+            self._to_sinks(unit)
             if self._jpeg_wanted():
                 if not self.transcoder.running:
                     self.transcoder.start(self._gop)

@@ -28,7 +28,9 @@ from pydantic import ConfigDict, Field, Strict, StringConstraints, field_validat
 from pydantic.dataclasses import dataclass
 
 from .. import references
+from ..redact import redact_source
 from .source import PIPE_PREFIX, SourceKind, SourceSpec
+from .target import PublishTarget
 
 CAMERA_NAME_RE = re.compile(r"^[a-z0-9_-]+$")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -286,6 +288,9 @@ class CameraConfig:
     flip: Literal["none", "horizontal", "vertical"] = "none"
     # What the source delivers (§9 of docs/interface.md): auto detects it when the source opens.
     codec: Literal["auto", "mjpeg", "h264"] = "auto"
+    # Where this camera's H.264 is pushed (§10), and what encodes it for a JPEG camera.
+    publish: tuple[str, ...] = ()
+    h264_encoder: Str = "auto"
     # Whether width/height were written in the file. A source with a size of its own (a file, a
     # pipe, a stream) is passed through at that size unless the user asked for another one.
     size_given: Bool = False
@@ -358,6 +363,43 @@ class CameraConfig:
                 raise Problem("pipe: needs a command, e.g. pipe:rpicam-vid -t 0 --codec mjpeg -o -")
         return text
 
+    @field_validator("publish", mode="before")
+    @classmethod
+    def _publish(cls, value: Any) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if isinstance(value, str):  # one target written without the list
+            value = [value]
+        urls = tuple(u.strip() for u in _strings(value))
+        for i, url in enumerate(urls):
+            problem = references.check(url)
+            if problem is not None:
+                raise Problem(problem, f"[{i}]")
+            if "${" in url.partition("://")[2].partition("/")[0].rpartition("@")[2]:
+                raise Problem("a ${...} reference may stand for credentials or the path, not the host", f"[{i}]")
+            try:
+                # References stand for secrets (a password, a stream key): the URL's shape is
+                # checked with a placeholder in their place.
+                PublishTarget.parse(re.sub(r"\$\{[^}]*\}", "x", url))
+            except ValueError as exc:
+                raise Problem(str(exc), f"[{i}]") from None
+            if url in urls[:i]:
+                raise Problem(f"{redact_source(url)} is listed twice", f"[{i}]")
+        return urls
+
+    @field_validator("h264_encoder", mode="before")
+    @classmethod
+    def _h264_encoder(cls, value: Any) -> Any:
+        if not isinstance(value, str) or value == "auto":
+            return value
+        import av  # only for a named encoder: the name is checked against the FFmpeg edge brings
+
+        available = sorted(c for c in av.codecs_available if c.startswith(("h264", "libx264", "libopenh264")))
+        encoders = [name for name in available if name != "h264" and _is_h264_encoder(av, name)]
+        if value not in encoders:
+            raise Problem(f"must be auto or an H.264 encoder FFmpeg has here ({', '.join(encoders)}), got {value!r}")
+        return value
+
     @model_validator(mode="after")
     def _passthrough(self) -> CameraConfig:
         if self.passthrough == "always" and self.spec.kind is SourceKind.VIRTUAL:
@@ -366,6 +408,14 @@ class CameraConfig:
             what = f"rotate: {self.rotate}" if self.rotate else f"flip: {self.flip}"
             raise Problem(f"always cannot be combined with {what} (that needs decoding)", "passthrough")
         return self
+
+
+def _is_h264_encoder(av: Any, name: str) -> bool:
+    try:
+        codec = av.codec.Codec(name, "w")
+    except Exception:  # not an encoder at all
+        return False
+    return bool(codec.type == "video" and codec.id == av.codec.Codec("h264", "r").id)
 
 
 @dataclass(frozen=True, config=_CONFIG)

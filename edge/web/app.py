@@ -53,6 +53,7 @@ def create_app(config: Config) -> Starlette:
             cam.capture.slot.attach(loop)
             cam.capture.units.attach(loop)
             cam.capture.start()
+            cam.publisher.start()  # never waited for: a target that is down only retries
         await _first_frames(state)
         try:
             yield
@@ -141,9 +142,14 @@ def _stop_captures(state: EdgeState) -> None:
     # Tell every camera first, then wait for all against one deadline: a source stuck in a
     # blocking read must not hold up the others' release.
     captures = [cam.capture for cam in state.cameras.values()]
+    publishers = [cam.publisher for cam in state.cameras.values()]
+    for publisher in publishers:
+        publisher.request_stop()
     for capture in captures:
         capture.request_stop()
     deadline = time.monotonic() + CAPTURE_STOP_TIMEOUT
+    for publisher in publishers:
+        publisher.join(deadline)
     for capture in captures:
         capture.join(max(deadline - time.monotonic(), 0.0))
 

@@ -11,6 +11,7 @@ from ..config import CameraConfig
 from ..fanout.broadcast import Broadcast
 from ..fanout.connections import Connection
 from ..fanout.keyframes import KeyFrameBroadcast
+from ..publish import CameraPublisher
 
 
 @dataclass
@@ -19,6 +20,7 @@ class Camera:
     capture: Capture
     broadcast: Broadcast  # JPEG frames
     units: KeyFrameBroadcast  # H.264 access units (an H.264 camera's)
+    publisher: CameraPublisher  # its publish: targets (§10)
 
     @property
     def name(self) -> str:

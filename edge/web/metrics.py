@@ -79,7 +79,29 @@ class _StateCollector(Collector):
         keyframes = GaugeMetricFamily(
             "edge_camera_keyframe_interval_seconds", "An H.264 camera's measured key-frame interval.", labels=["camera"]
         )
+        publish_up = GaugeMetricFamily(
+            "edge_publish_up", "1 while edge publishes to the target (§10).", labels=["camera", "target"]
+        )
+        publish_bytes = CounterMetricFamily(
+            "edge_publish_bytes_sent", "Bytes sent to a publish target.", labels=["camera", "target"]
+        )
+        publish_failures = CounterMetricFamily(
+            "edge_publish_failures",
+            "Connections to a publish target that failed or ended.",
+            labels=["camera", "target"],
+        )
+        publish_dropped = CounterMetricFamily(
+            "edge_publish_units_dropped",
+            "Access units a publish target skipped (it was slow, or waited for a key frame).",
+            labels=["camera", "target"],
+        )
         for cam in self.cameras.values():
+            for target in cam.publisher.targets:
+                labels = [cam.name, target.shown]
+                publish_up.add_metric(labels, 1.0 if target.state == "publishing" else 0.0)
+                publish_bytes.add_metric(labels, target.bytes_sent)
+                publish_failures.add_metric(labels, target.failures)
+                publish_dropped.add_metric(labels, target.units_dropped)
             capture = cam.capture
             if capture.codec == "h264":
                 interval, kbps = capture.units.measured()
@@ -103,4 +125,4 @@ class _StateCollector(Collector):
         for kind in KINDS:
             clients.add_metric([kind.value], self.streams.count(kind))
         yield from (captured, up, fps, sent, dropped, sent_bytes, streams, invalid, idle, passthrough, clients)
-        yield from (bitrate, keyframes)
+        yield from (bitrate, keyframes, publish_up, publish_bytes, publish_failures, publish_dropped)

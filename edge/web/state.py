@@ -14,6 +14,7 @@ from ..config import Config
 from ..fanout.broadcast import Broadcast
 from ..fanout.connections import Registry, StreamKind
 from ..fanout.keyframes import KeyFrameBroadcast
+from ..publish import CameraPublisher
 from .camera import Camera
 from .metrics import Metrics
 
@@ -35,7 +36,7 @@ class EdgeState:
             ages = {kind: metrics.frame_age.labels(cam.name, kind.value) for kind in StreamKind}
             broadcast = Broadcast(capture.slot, cam.fps, config.server.stall_timeout, ages)
             units = KeyFrameBroadcast(capture.units, config.server.stall_timeout, ages)
-            cameras[cam.name] = Camera(cam, capture, broadcast, units)
+            cameras[cam.name] = Camera(cam, capture, broadcast, units, CameraPublisher(cam, capture))
         registry = Registry(config.server.max_clients, config.server.max_streams_per_address)
         state = cls(config, cameras, registry, metrics)
         metrics.bind(cameras, registry)

@@ -62,7 +62,16 @@ def camera_status(state: EdgeState, cam: Camera) -> dict[str, Any]:
         "clients": [conn.as_status() for conn in state.registry.for_camera(cam.name)],
         "codec": "h264" if capture.codec == "h264" else "mjpeg",
         **h264_status(cam),
+        "publish": cam.publisher.status(),
+        **encoder_status(cam),
     }
+
+
+def encoder_status(cam: Camera) -> dict[str, Any]:
+    """A JPEG camera that publishes: the H.264 encoder in use and what it costs (§10)."""
+    if not cam.config.publish or cam.capture.codec == "h264":
+        return {}
+    return {"h264_encoder": cam.capture.h264_out.status()}
 
 
 def h264_status(cam: Camera) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shlex
 import subprocess
 from collections.abc import Iterable
 from fractions import Fraction
@@ -44,6 +45,17 @@ PROFILE_IDC = {
     "High 4:2:2": 122,
     "High 4:4:4 Predictive": 244,
 }
+
+
+def ffmpeg_h264(size: str = "320x240", rate: int = 30, extra: str = "") -> str:
+    """A live H.264 producer's command line for ``pipe:`` (ffmpeg, libx264 at real time: a key
+    frame every 30 frames, no B-frames, one unit per write)."""
+    return (
+        f"{shlex.quote(program('ffmpeg'))} -hide_banner -loglevel error -re "
+        f"-f lavfi -i testsrc=size={size}:rate={rate} "
+        "-c:v libx264 -preset ultrafast -tune zerolatency -pix_fmt yuv420p -g 30 -keyint_min 30 -sc_threshold 0 "
+        f"-bf 0 -threads 1 {extra} -f h264 -"
+    )
 
 
 @functools.cache

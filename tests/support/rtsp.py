@@ -8,7 +8,9 @@ because PyGObject and GStreamer's typelibs are Debian packages, not in the venv.
               client, running from the first client on like a camera's encoder; each client's
               PLAY makes the encoder send a key frame (which the others see mid-GOP);
 - ``/h265``   the same in H.265 (Main), when x265enc is installed (`requires_rtsp_h265`);
-- ``/record`` RECORD mode: a client publishes H.264 into it (``ffmpeg ... -f rtsp URL``).
+- ``/record`` RECORD mode: a client publishes H.264 into it (``ffmpeg ... -f rtsp URL``); with
+              ``RtspServer(record_tcp_port=P)`` readers pull what was published from
+              ``tcp://127.0.0.1:P`` (an H.264 byte stream, SPS/PPS before each key frame).
 
 A client may reconnect at once after leaving (rtsp_server.py `keep_prepared`). Opening ``/test``
 with PyAV takes about 1 s. When the server is killed, a PyAV reader on TCP gets the packets
@@ -68,7 +70,7 @@ DEBIAN_PACKAGES = (
     "gstreamer1.0-plugins-ugly",
 )
 #: The elements each mount uses; fakesink is in libgstreamer1.0-0, which everything depends on.
-H264_ELEMENTS = ("videotestsrc", "x264enc", "rtph264pay", "rtph264depay", "h264parse", "fakesink")
+H264_ELEMENTS = ("videotestsrc", "x264enc", "rtph264pay", "rtph264depay", "h264parse", "fakesink", "tcpserversink")
 H265_ELEMENTS = ("x265enc", "rtph265pay")
 
 _PROBE = f"""
@@ -155,8 +157,13 @@ class RtspServer:
     every run so far wrote to stderr (GStreamer's warnings and errors), and failures quote it.
     """
 
-    def __init__(self, port: int = 0, *, address: str = HOST, start_timeout: float = START_TIMEOUT) -> None:
+    def __init__(
+        self, port: int = 0, *, address: str = HOST, start_timeout: float = START_TIMEOUT, record_tcp_port: int = 0
+    ) -> None:
         self.address = address
+        #: Where ``/record`` plays out what a client publishes, as an H.264 byte stream for any
+        #: number of TCP readers (``tcp://127.0.0.1:PORT``, format ``h264``); 0: not played out.
+        self.record_tcp_port = record_tcp_port
         self.port = port
         self.start_timeout = start_timeout
         #: Seconds the last `start` took, from spawning the process to its ``listening`` line.
@@ -215,6 +222,8 @@ class RtspServer:
 
     def _spawn(self, port: int, deadline: float) -> int | None:
         cmd = [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(port), "--address", self.address]
+        if self.record_tcp_port:
+            cmd += ["--record-tcp-port", str(self.record_tcp_port)]
         # Its stdin is a pipe only we hold: if this process dies without stopping it, the server
         # reads end of file and quits instead of keeping the port.
         cmd.append("--exit-on-stdin-eof")

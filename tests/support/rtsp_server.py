@@ -13,7 +13,8 @@ Mounts:
 - ``/h265``   the same in H.265 (Main), when x265enc is installed (otherwise left out, said on
               stderr);
 - ``/record`` RECORD mode: a client publishes H.264 into it (``ffmpeg ... -f rtsp URL``) and
-              the server parses and discards it.
+              the server parses and discards it, or with ``--record-tcp-port P`` plays it out as
+              an H.264 byte stream to TCP readers on 127.0.0.1:P.
 
 Once the server listens and its shared pipelines are prepared it prints exactly one line to
 stdout, ``listening rtsp://ADDRESS:PORT`` (the bound port, also when ``--port 0`` let the system
@@ -47,7 +48,13 @@ H265 = (
     " ! rtph265pay name=pay0 pt=96 config-interval=1 )"
 )
 RECORD = "( rtph264depay name=depay0 ! h264parse ! fakesink sync=false async=false )"
-H264_ELEMENTS = ("videotestsrc", "x264enc", "rtph264pay", "rtph264depay", "h264parse", "fakesink")
+# The published stream played out to TCP readers: the publisher's own NAL units, SPS/PPS put
+# before each key frame for a reader that joins mid-stream.
+RECORD_OUT = (
+    "( rtph264depay name=depay0 ! h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream,alignment=au"
+    " ! tcpserversink host=127.0.0.1 port={port} sync=false async=false )"
+)
+H264_ELEMENTS = ("videotestsrc", "x264enc", "rtph264pay", "rtph264depay", "h264parse", "fakesink", "tcpserversink")
 H265_ELEMENTS = ("x265enc", "rtph265pay")
 MAX_THREADS = 8
 
@@ -74,7 +81,7 @@ def record_factory(launch: str) -> GstRtspServer.RTSPMediaFactory:
     return factory
 
 
-def build_server(address: str, port: int) -> tuple[GstRtspServer.RTSPServer, list[str]]:
+def build_server(address: str, port: int, record_tcp_port: int = 0) -> tuple[GstRtspServer.RTSPServer, list[str]]:
     """The server with its mounts, and the paths of its shared (played) mounts."""
     missing = missing_elements(H264_ELEMENTS)
     if missing:
@@ -95,7 +102,8 @@ def build_server(address: str, port: int) -> tuple[GstRtspServer.RTSPServer, lis
     else:
         shared.append("/h265")
         mounts.add_factory("/h265", shared_factory(H265))
-    mounts.add_factory("/record", record_factory(RECORD))
+    record = RECORD_OUT.format(port=record_tcp_port) if record_tcp_port else RECORD
+    mounts.add_factory("/record", record_factory(record))
     return server, shared
 
 
@@ -131,11 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8554, help="port to listen on; 0 lets the system pick one")
     parser.add_argument("--address", default="127.0.0.1")
+    parser.add_argument("--record-tcp-port", type=int, default=0, help="play /record out to TCP readers on this port")
     parser.add_argument("--exit-on-stdin-eof", action="store_true", help="quit when stdin reaches end of file")
     args = parser.parse_args(argv)
 
     Gst.init(None)
-    server, shared = build_server(args.address, args.port)
+    server, shared = build_server(args.address, args.port, args.record_tcp_port)
     loop = GLib.MainLoop()
 
     def quit_loop(*_: object) -> bool:
