@@ -24,7 +24,6 @@ import json
 import math
 import re
 import resource
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +40,7 @@ from tests.support.mjpeg import MjpegStream
 from tests.support.process import EdgeServer, StartServer
 from tests.support.programs import requires
 from tests.support.rate import RateReport, watching
+from tests.support.resources import ResourcePeaks
 from tests.support.sockets import abort_socket, fresh_loopback_address, open_socket
 from tests.support.status import all_clients, wait_status
 from tests.support.tls import make_cert
@@ -92,30 +92,6 @@ def basic(user: str, password: str) -> str:
 GOOD = {"Authorization": basic(USER, PASSWORD)}
 
 
-class RssPeak:
-    """Samples a process's RSS every 50 ms in a thread; `peak` is the highest reading."""
-
-    def __init__(self, srv: EdgeServer) -> None:
-        self.srv = srv
-        self.base = srv.rss_kib()
-        self.peak = self.base
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            try:
-                self.peak = max(self.peak, self.srv.rss_kib())
-            except (OSError, AssertionError):
-                return
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join(2)
-        return self.peak - self.base
-
-
 def assert_rate(report: RateReport, what: str) -> None:
     print(f"\n{what}: viewer {report}")
     assert report.per_second, f"{what}: no whole second measured"
@@ -160,11 +136,12 @@ def test_websocket_flood_is_closed_1008_and_the_viewer_keeps_its_rate(
     closed with 1008 at its 101st frame, the connection is gone within 1 s of the close, and the
     viewer beside it keeps its rate in every second, connection after connection."""
     with watching(srv.host, srv.port) as viewer:
-        rss = RssPeak(srv)
+        resources = ResourcePeaks(srv, every=0.05)
         start = time.monotonic()
         results = flood_for(srv, ATTACK_SECONDS, client_address, prefix=prefix, chunk=chunk)
         end = time.monotonic()
-        grown = rss.stop()
+        resources.stop()
+        grown = resources.rss_growth_kib
         report = viewer.rate(start, end)
     print(f"\n{name}: {len(results)} connections, {sum(r.sent for r in results) / 1e6:.1f} MB sent, RSS +{grown} KiB")
     print(f"{name}: viewer {report}")
@@ -269,7 +246,7 @@ def test_tls_handshakes_get_request_timeout_from_the_accept(
         cameras=[CAMERA], server={"tls": {"certfile": str(cert), "keyfile": str(key)}, "request_timeout": 2}
     )
     with watching(srv.host, srv.port, cafile=str(cert)) as viewer:
-        rss = RssPeak(srv)
+        resources = ResourcePeaks(srv, every=0.05)
         start = time.monotonic()
         socks = client_hello_stalls(srv.host, srv.port, 300, source_ip=client_address)
         try:
@@ -278,7 +255,8 @@ def test_tls_handshakes_get_request_timeout_from_the_accept(
             for sock in socks:
                 abort_socket(sock)
         end = time.monotonic()
-        grown = rss.stop()
+        resources.stop()
+        grown = resources.rss_growth_kib
         report = viewer.rate(start, end)
     print(f"\nTLS stalls: {closed} of 300 closed, the last {last:.2f} s after they started; RSS +{grown} KiB")
     print(f"TLS stalls: viewer {report}")

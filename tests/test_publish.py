@@ -17,10 +17,8 @@ Real edge (a subprocess on 127.0.0.1), real clients (PyAV, httpx, a raw-socket M
 
 from __future__ import annotations
 
-import os
 import shlex
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +34,7 @@ from tests.support.h264 import ffmpeg_h264
 from tests.support.process import EdgeServer, StartServer, free_port
 from tests.support.programs import requires
 from tests.support.rate import RateWatcher, watching
+from tests.support.resources import ResourcePeaks
 from tests.support.rtmp_server import NginxRtmp, requires_nginx_rtmp
 from tests.support.rtsp import RtspServer, requires_rtsp
 from tests.support.stalling import StallProxy
@@ -103,40 +102,22 @@ def decode_url(url: str, pictures: int, **options: Any) -> tuple[int, set[tuple[
     return count, sizes
 
 
-def open_files(srv: EdgeServer) -> int:
-    return len(os.listdir(f"/proc/{srv.proc.pid}/fd"))
-
-
 class Rates:
     """A local viewer's frame rate while a fault happens, and the server's resources meanwhile."""
 
     def __init__(self, srv: EdgeServer, watcher: RateWatcher) -> None:
-        self.srv = srv
         self.watcher = watcher
         self.start = time.monotonic()
-        self.rss = [srv.rss_kib()]
-        self.fds = [open_files(srv)]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.5):
-            try:
-                rss, fds = self.srv.rss_kib(), open_files(self.srv)
-            except (OSError, AssertionError):  # the server ended (a test failed meanwhile)
-                return
-            self.rss.append(rss)
-            self.fds.append(fds)
+        self.resources = ResourcePeaks(srv, every=0.5)
 
     def check(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
+        self.resources.stop()
         report = self.watcher.rate(self.start, time.monotonic())
         assert len(report.per_second) >= 3, report
         assert report.worst >= MIN_FPS, f"the local viewer fell below {MIN_FPS:g} fps: {report}"
-        assert max(self.rss) - self.rss[0] < 40 * 1024, f"RSS grew by {max(self.rss) - self.rss[0]} KiB"
-        assert max(self.fds) - self.fds[0] <= 8, f"open files went from {self.fds[0]} to {max(self.fds)}"
+        used = self.resources
+        assert used.rss_growth_kib < 40 * 1024, f"RSS grew by {used.rss_growth_kib} KiB"
+        assert used.fds_growth <= 8, f"open files went from {used.fds_base} to {used.fds_peak}"
 
 
 @pytest.fixture
