@@ -52,6 +52,14 @@ def redact_source(source: str | int) -> str:
     return _SECRET_PARAM.sub(lambda m: f"{m.group(1)}={MASK}" if m.group(2) else m.group(0), text)
 
 
+def mask_literals(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each of ``secrets`` (known values, not patterns) as ``***``."""
+    # Longest first, so a secret that contains another one is masked whole.
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
+
 def _option_secret(match: re.Match[str]) -> tuple[str, str, str, str]:
     """(option, opening quote, value, closing quote) with ``value`` the secret part, or '' if none."""
     raw = match.group("value")

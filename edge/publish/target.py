@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from .. import references
 from ..config.target import PublishTarget
 from ..fanout.units import AccessUnit
-from ..redact import MASK, redact_source, remember_secrets, source_secrets
+from ..redact import MIN_MASKED_LENGTH, mask_literals, redact_source, remember_secrets, source_secrets
 from .link import Link, PublishError, Stopped, describe
 from .rtmp import RtmpSession
 from .rtsp import RtspSession
@@ -227,13 +227,13 @@ class Target:
     def _first(self) -> AccessUnit:
         """The key frame a connection starts with (the camera may be down: waits for it)."""
         while True:
-            unit = self._take(first=True)
+            unit = self._take()
             if unit is not None:
                 return unit
 
-    def _take(self, first: bool = False) -> AccessUnit | None:
+    def _take(self) -> AccessUnit | None:
         """The next queued unit, or None after a tick without one (so that the session reads
-        what the server sent); ``first``: None only when the camera has sent nothing."""
+        what the server sent)."""
         with self._lock:
             if not self._queue:
                 if self._stop.is_set():
@@ -298,7 +298,4 @@ class Target:
         self._warned_at, self._warned_error = now, error
 
     def _scrub(self, text: str) -> str:
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            if len(secret) >= 4:
-                text = text.replace(secret, MASK)
-        return text
+        return mask_literals(text, (s for s in self._secrets if len(s) >= MIN_MASKED_LENGTH))

@@ -45,7 +45,7 @@ from typing import IO
 from ..config import CameraConfig, SourceKind, SourceSpec
 from ..formats.h264 import AccessUnitSplitter
 from ..formats.jpeg_stream import JpegStreamSplitter
-from ..redact import MASK, redact_source, source_secrets
+from ..redact import mask_literals, redact_source, source_secrets
 from .base import READ_CHUNK, Captured, Source, SourceError, shorten
 from .registry import register
 
@@ -77,13 +77,6 @@ def sniff(data: bytes) -> str | None:
     if nal < 0 or 0 <= jpeg < nal:
         return "mjpeg"
     return "h264"
-
-
-def _mask_literals(text: str, secrets: set[str]) -> str:
-    # Longest first, so a secret that contains another one is masked whole.
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, MASK)
-    return text
 
 
 def _exited_without_reaping(pid: int, timeout: float) -> bool:
@@ -162,7 +155,7 @@ class PipeSource(Source):
         return self._proc.pid if self._proc is not None else None
 
     def _scrub(self, text: str) -> str:
-        return _mask_literals(redact_source(text), self._secrets | self.secrets)
+        return mask_literals(redact_source(text), self._secrets | self.secrets)
 
     def take_discarded(self) -> int:
         """Frames the stream splitter threw away since the last call (cut short by the start of
