@@ -17,8 +17,10 @@ Real edge (a subprocess on 127.0.0.1), real clients (PyAV, httpx, a raw-socket M
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -321,6 +323,55 @@ def test_secrets_in_publish_urls_are_never_shown(start_server: StartServer) -> N
     everything = httpx.get(srv.url + "/api/status").text + httpx.get(srv.url + "/metrics").text + srv.log_text()
     for secret in ("Sup3rSecret", "key-9f8e7d6c"):
         assert secret not in everything
+
+
+class QuotingRtspServer:
+    """A server that refuses every RTSP request with a reason quoting the request's path (as
+    some servers name the stream they refuse): a stream key in the path comes back in the reply."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.refused = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                sock, _ = self.listener.accept()
+                with sock:
+                    sock.settimeout(5)
+                    head = b""
+                    while b"\r\n\r\n" not in head and len(head) < 8192:
+                        chunk = sock.recv(4096)
+                        if not chunk:
+                            break
+                        head += chunk
+                    lines = head.decode("latin-1").split("\r\n")
+                    path = lines[0].split(" ")[1].split("/", 3)[-1] if " " in lines[0] else "?"
+                    cseq = next((ln.split(":", 1)[1].strip() for ln in lines if ln.lower().startswith("cseq:")), "1")
+                    sock.sendall(f"RTSP/1.0 404 no stream {path}\r\nCSeq: {cseq}\r\n\r\n".encode())
+                    self.refused.set()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_server_quoting_the_stream_key_in_its_refusal_never_shows_it(start_server: StartServer) -> None:
+    quoting = QuotingRtspServer()
+    try:
+        srv = start_server(
+            cameras=[publishing_camera([f"rtsp://127.0.0.1:{quoting.port}/live/${{STREAM_KEY}}"])],
+            env_extra={"STREAM_KEY": "key-9f8e7d6c"},
+        )
+        status = wait_status(srv, lambda s: camera_status(s, "cam0")["publish"][0]["error"], 15, "a refusal")
+        assert quoting.refused.is_set()
+        error = camera_status(status, "cam0")["publish"][0]["error"]
+        assert "404 no stream live/***" in error, error  # what the server said, less the key
+        everything = httpx.get(srv.url + "/api/status").text + httpx.get(srv.url + "/metrics").text + srv.log_text()
+        assert "key-9f8e7d6c" not in everything
+    finally:
+        quoting.close()
 
 
 def test_bad_publish_config_stops_the_start_with_one_line(start_server: StartServer) -> None:
